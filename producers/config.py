@@ -1,0 +1,107 @@
+"""Typed configuration, validated once at start-up. Secrets are SecretStr and never printed."""
+
+from __future__ import annotations
+
+import enum
+import os
+import socket
+import ssl
+import uuid
+from functools import cached_property
+from pathlib import Path
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from producers.backoff import BackoffPolicy
+
+
+class Security(enum.StrEnum):
+    TLS = "tls"  # implicit TLS (IMAPS, 993)
+    STARTTLS = "starttls"  # plain connect, then STARTTLS (143)
+    PLAIN = "plain"  # no TLS at all: only when a mailbox explicitly allows it
+
+
+DEFAULT_PORTS = {Security.TLS: 993, Security.STARTTLS: 143, Security.PLAIN: 143}
+
+
+class MailboxConfig(BaseModel):
+    """One watched mailbox folder. Field names and defaults follow the original API."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tenant_id: str = Field(min_length=1, max_length=200)
+    email_type: str = Field(min_length=1, max_length=100)
+    mailbox_id: str = Field(default="", max_length=400)
+    host: str = Field(min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Security = Security.TLS
+    allow_plaintext: bool = False
+    ca_file: Path | None = None
+    username: str = Field(min_length=1)
+    password: SecretStr
+    folder: str = "INBOX"
+    idle_timeout_seconds: float = Field(default=1740, gt=0, le=1740)
+    reconnect_delay_seconds: float = Field(default=5, gt=0)
+    max_reconnect_attempts: int = Field(default=10, ge=1)
+    check_interval_seconds: float = Field(default=300, gt=0)
+    heartbeat_seconds: float = Field(default=150, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if not self.mailbox_id:
+            object.__setattr__(self, "mailbox_id", f"{self.tenant_id}:{self.email_type}")
+        if self.port is None:
+            object.__setattr__(self, "port", DEFAULT_PORTS[self.security])
+        if self.security is Security.PLAIN and not self.allow_plaintext:
+            raise ValueError("security=plain sends the password in clear: set allow_plaintext")
+        return self
+
+    @property
+    def backoff(self) -> BackoffPolicy:
+        return BackoffPolicy(
+            base_seconds=self.reconnect_delay_seconds, max_attempts=self.max_reconnect_attempts
+        )
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.security is Security.PLAIN:
+            return None
+        return shared_ssl_context(str(self.ca_file) if self.ca_file else None)
+
+
+_contexts: dict[str | None, ssl.SSLContext] = {}
+
+
+def shared_ssl_context(ca_file: str | None) -> ssl.SSLContext:
+    """One SSLContext per CA bundle for the whole process: a context per connection costs ~1 MiB."""
+    ctx = _contexts.get(ca_file)
+    if ctx is None:
+        ctx = ssl.create_default_context(cafile=ca_file)
+        _contexts[ca_file] = ctx
+    return ctx
+
+
+class ProducerSettings(BaseSettings):
+    """Process-wide settings, from the environment (IDLEWIRE_* and the stack's KEY=value names)."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:19092", validation_alias="KAFKA_BOOTSTRAP_SERVERS"
+    )
+    new_mail_topic: str = Field(
+        default="idlewire.new-mail", validation_alias="IDLEWIRE_NEW_MAIL_TOPIC"
+    )
+    state_topic: str = Field(
+        default="idlewire.connection-state", validation_alias="IDLEWIRE_STATE_TOPIC"
+    )
+    topic_partitions: int = Field(default=6, ge=1, validation_alias="IDLEWIRE_TOPIC_PARTITIONS")
+    producer_id: str = Field(default="", validation_alias="IDLEWIRE_PRODUCER_ID")
+    shutdown_timeout_seconds: float = Field(
+        default=20, gt=0, validation_alias="IDLEWIRE_SHUTDOWN_TIMEOUT"
+    )
+
+    @cached_property
+    def instance_id(self) -> str:
+        return self.producer_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"

@@ -1,0 +1,18 @@
+"""Every size and count cap of the producer, in one place so the parsers cannot drift apart."""
+
+# Header bytes fetched per message (Message-ID, From, Subject, Date). Anything beyond is cut.
+MAX_HEADER_BYTES = 16 * 1024
+# UIDs fetched per UID FETCH round; a mailbox with a larger backlog is drained in several rounds.
+FETCH_BATCH = 200
+# Longest header value kept in an event (Subject, From); longer ones are truncated.
+MAX_HEADER_VALUE_CHARS = 2048
+# Seconds a single IMAP command may take before the connection is considered broken.
+COMMAND_TIMEOUT_SECONDS = 30.0
+# Seconds the TCP connect plus TLS handshake plus greeting may take.
+CONNECT_TIMEOUT_SECONDS = 15.0
+# Events a session may have in flight to Kafka before it waits for acknowledgements.
+MAX_INFLIGHT_EVENTS = 1000
+# Longest response line without CRLF kept in memory before the connection is dropped.
+MAX_LINE_BYTES = 1024 * 1024
+# Largest literal a server may announce ({N}) before the connection is dropped.
+MAX_LITERAL_BYTES = 8 * 1024 * 1024

@@ -1,0 +1,93 @@
+"""Many mailboxes in one process: start and stop them at runtime, report states, shut down."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from producers._imap import ImapConnection
+from producers._kafka import KafkaPublisher, ensure_topics
+from producers.checkpoint import CheckpointStore, MemoryCheckpointStore
+from producers.config import MailboxConfig, ProducerSettings
+from producers.session import MailboxSession
+from schemas.events import ConnectionState
+
+log = logging.getLogger(__name__)
+
+
+async def open_imap(cfg: MailboxConfig) -> ImapConnection:
+    assert cfg.port is not None  # filled in by MailboxConfig's validator
+    conn = await ImapConnection.open(
+        cfg.host, cfg.port, security=cfg.security.value, ssl_context=cfg.ssl_context()
+    )
+    conn.enable_keepalive()
+    return conn
+
+
+class Manager:
+    def __init__(
+        self, settings: ProducerSettings, checkpoints: CheckpointStore | None = None
+    ) -> None:
+        self.settings = settings
+        self.checkpoints = checkpoints or MemoryCheckpointStore()
+        self.publisher = KafkaPublisher(
+            settings.kafka_bootstrap_servers,
+            new_mail_topic=settings.new_mail_topic,
+            state_topic=settings.state_topic,
+            client_id=f"idlewire-{settings.instance_id}",
+        )
+        self.sessions: dict[str, MailboxSession] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    async def start(self) -> None:
+        await ensure_topics(
+            self.settings.kafka_bootstrap_servers,
+            [self.settings.new_mail_topic, self.settings.state_topic],
+            self.settings.topic_partitions,
+        )
+        await self.publisher.start()
+
+    def watch(self, cfg: MailboxConfig) -> MailboxSession:
+        """Start watching a mailbox (idempotent per mailbox_id)."""
+        if cfg.mailbox_id in self._tasks and not self._tasks[cfg.mailbox_id].done():
+            return self.sessions[cfg.mailbox_id]
+        session = MailboxSession(
+            cfg,
+            opener=open_imap,
+            publisher=self.publisher,
+            checkpoints=self.checkpoints,
+            producer_id=self.settings.instance_id,
+        )
+        self.sessions[cfg.mailbox_id] = session
+        self._tasks[cfg.mailbox_id] = asyncio.create_task(
+            session.run(), name=f"mailbox:{cfg.mailbox_id}"
+        )
+        return session
+
+    async def unwatch(self, mailbox_id: str) -> None:
+        task = self._tasks.pop(mailbox_id, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.sessions.pop(mailbox_id, None)
+
+    def states(self) -> dict[str, ConnectionState]:
+        return {k: s.state for k, s in self.sessions.items()}
+
+    async def shutdown(self) -> None:
+        """Stop every session (DONE, LOGOUT), then flush Kafka, within the configured bound."""
+        timeout = self.settings.shutdown_timeout_seconds
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.gather(
+                    *(self.unwatch(k) for k in list(self._tasks)), return_exceptions=True
+                )
+        except TimeoutError:
+            log.warning("sessions did not stop within %.0fs", timeout)
+        try:
+            async with asyncio.timeout(timeout):
+                await self.publisher.stop()
+        except TimeoutError:
+            log.warning("Kafka flush did not finish within %.0fs", timeout)

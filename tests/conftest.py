@@ -1,0 +1,127 @@
+"""Shared fixtures. Integration fixtures start the real stack through infra/ (the same code as
+`python -m infra up`) once per test session; unit tests never touch them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def stack() -> dict[str, str]:
+    sys.path.insert(0, str(ROOT))
+    from infra.__main__ import up
+
+    return up()
+
+
+@pytest.fixture
+def names() -> dict[str, str]:
+    """Topic names of this test alone, so tests never read each other's events."""
+    run = uuid.uuid4().hex[:8]
+    return {
+        "IDLEWIRE_NEW_MAIL_TOPIC": f"test.{run}.new-mail",
+        "IDLEWIRE_STATE_TOPIC": f"test.{run}.connection-state",
+        "run": run,
+    }
+
+
+@pytest.fixture
+def imap_user(stack: dict[str, str]) -> Callable[[str], str]:
+    from infra import dovecot
+
+    def make(password: str = "s3cret-pw") -> str:
+        user = f"u{uuid.uuid4().hex[:10]}@test.idlewire"
+        dovecot.add_user(user, password)
+        return user
+
+    return make
+
+
+@pytest.fixture
+def run_producer(
+    stack: dict[str, str], names: dict[str, str], tmp_path: Path
+) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start `python -m producers --mailboxes FILE` as a real separate process."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(
+        mailboxes: list[dict[str, Any]], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        cfg = tmp_path / f"mailboxes-{len(procs)}.json"
+        cfg.write_text(json.dumps(mailboxes))
+        full_env = {
+            **os.environ,
+            **stack,
+            **{k: v for k, v in names.items() if k != "run"},
+            **(env or {}),
+        }
+        log = (tmp_path / f"producer-{len(procs)}.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "producers", "--mailboxes", str(cfg)],
+            cwd=ROOT,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        proc.log_path = Path(log.name)  # type: ignore[attr-defined]
+        procs.append(proc)
+        return proc
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+@pytest.fixture
+async def consumer(stack: dict[str, str]) -> AsyncIterator[Callable[..., Any]]:
+    """`await read(topic, n, timeout)`: the first n decoded events of a topic, from the start."""
+    from aiokafka import AIOKafkaConsumer
+
+    from schemas.codec import decode
+
+    consumers: list[AIOKafkaConsumer] = []
+
+    async def read(
+        topic: str, n: int, timeout: float = 30.0, until: Callable[[list[Any]], bool] | None = None
+    ) -> list[Any]:
+        c = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=stack["KAFKA_BOOTSTRAP_SERVERS"],
+            group_id=f"test-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        consumers.append(c)
+        await c.start()
+        out: list[Any] = []
+        try:
+            async with asyncio.timeout(timeout):
+                while len(out) < n and not (until and until(out)):
+                    batch = await c.getmany(timeout_ms=200)
+                    for records in batch.values():
+                        out += [(r, decode(r.value)) for r in records]
+        except TimeoutError:
+            pass
+        return out
+
+    yield read
+    for c in consumers:
+        await c.stop()
