@@ -11,7 +11,7 @@ demo: bootstrap
 	$(PY) -m producers.demo
 
 lint: bootstrap
-	$(PY) -m ruff check producers schemas streams infra tests
+	$(PY) -m ruff check producers schemas streams control infra tests
 	$(PY) -m mypy
 
 test: lint
