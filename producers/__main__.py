@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from producers.checkpoint import CheckpointStore
 from producers.config import MailboxConfig, ProducerSettings
 from producers.manager import Manager
 
@@ -92,7 +93,19 @@ def _parser() -> argparse.ArgumentParser:
 
 async def _run(mailboxes: list[MailboxConfig]) -> int:
     settings = ProducerSettings()
-    manager = Manager(settings)
+    checkpoints: CheckpointStore | None = None
+    pool = None
+    if settings.database_url:
+        from control.checkpoints import PostgresCheckpointStore
+        from control.db import connect
+
+        pool = await connect(settings.database_url, max_size=5)
+        checkpoints = PostgresCheckpointStore(pool)
+    else:
+        logging.getLogger("producers").warning(
+            "DATABASE_URL not set: checkpoints live in memory and are lost at exit"
+        )
+    manager = Manager(settings, checkpoints)
     await manager.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -105,6 +118,8 @@ async def _run(mailboxes: list[MailboxConfig]) -> int:
     )
     await stop.wait()
     await manager.shutdown()
+    if pool is not None:
+        await pool.close()
     return 0
 
 

@@ -100,9 +100,10 @@ class _Client(aioimaplib.IMAP4):  # type: ignore[misc]
 class ImapConnection:
     """One IMAP connection to one mailbox, with the few operations the producer needs."""
 
-    def __init__(self, client: _Client, host: str) -> None:
+    def __init__(self, client: _Client, host: str, command_timeout: float) -> None:
         self._client = client
         self._host = host
+        self._timeout = command_timeout
 
     @property
     def _protocol(self) -> _Protocol:
@@ -114,10 +115,9 @@ class ImapConnection:
         return self._protocol.last_rx
 
     # ---- plumbing -------------------------------------------------------------------------
-    async def _call(
-        self, aw: Awaitable[T], what: str, timeout: float = limits.COMMAND_TIMEOUT_SECONDS
-    ) -> T:
-        """Await `aw` unless the connection dies or `timeout` passes first."""
+    async def _call(self, aw: Awaitable[T], what: str, timeout: float | None = None) -> T:
+        """Await `aw` unless the connection dies or the command timeout passes first."""
+        timeout = timeout or self._timeout
         task = asyncio.ensure_future(aw)
         lost = asyncio.ensure_future(self._protocol.lost.wait())
         try:
@@ -158,13 +158,12 @@ class ImapConnection:
         security: str,
         ssl_context: ssl.SSLContext | None,
         timeout: float = limits.CONNECT_TIMEOUT_SECONDS,
+        command_timeout: float = limits.COMMAND_TIMEOUT_SECONDS,
     ) -> ImapConnection:
         """TCP (+ implicit TLS), greeting, and STARTTLS when `security == "starttls"`."""
         implicit = ssl_context if security == "tls" else None
-        client = _Client(
-            host=host, port=port, timeout=limits.COMMAND_TIMEOUT_SECONDS, ssl_context=implicit
-        )
-        conn = cls(client, host)
+        client = _Client(host=host, port=port, timeout=command_timeout, ssl_context=implicit)
+        conn = cls(client, host, command_timeout)
         try:
             await asyncio.wait_for(client.wait_hello_from_server(), timeout)
         except ssl.SSLError as exc:

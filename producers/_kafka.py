@@ -17,7 +17,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from producers.errors import IdlewireError
 from schemas.codec import encode
-from schemas.events import ConnectionStateChanged, Event, NewMailDetected
+from schemas.events import ConnectionStateChanged, Event, MailboxResynced, NewMailDetected
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +81,11 @@ class KafkaPublisher:
         await self._producer.stop()
 
     def _topic(self, event: Event) -> str:
-        return self.new_mail_topic if isinstance(event, NewMailDetected) else self.state_topic
+        return (
+            self.state_topic if isinstance(event, ConnectionStateChanged) else self.new_mail_topic
+        )
 
-    async def publish_all(self, events: Sequence[NewMailDetected]) -> None:
+    async def publish_all(self, events: Sequence[NewMailDetected | MailboxResynced]) -> None:
         """Send all, wait until Kafka acknowledged every one; raise PublishFailed otherwise."""
         try:
             futures = [

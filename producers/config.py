@@ -46,7 +46,11 @@ class MailboxConfig(BaseModel):
     reconnect_delay_seconds: float = Field(default=5, gt=0)
     max_reconnect_attempts: int = Field(default=10, ge=1)
     check_interval_seconds: float = Field(default=300, gt=0)
+    # A dead or half-open connection is noticed within heartbeat + command timeout: silence
+    # longer than the heartbeat ends IDLE, and the server then has the command timeout to answer.
+    # (Dovecot says "* OK Still here" every 2 minutes during IDLE; TCP keepalive is on as well.)
     heartbeat_seconds: float = Field(default=150, gt=0)
+    command_timeout_seconds: float = Field(default=30, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -98,6 +102,11 @@ class ProducerSettings(BaseSettings):
     )
     topic_partitions: int = Field(default=6, ge=1, validation_alias="IDLEWIRE_TOPIC_PARTITIONS")
     producer_id: str = Field(default="", validation_alias="IDLEWIRE_PRODUCER_ID")
+    connect_concurrency: int = Field(
+        default=50, ge=1, validation_alias="IDLEWIRE_CONNECT_CONCURRENCY"
+    )
+    connect_rate: float = Field(default=100.0, gt=0, validation_alias="IDLEWIRE_CONNECT_RATE")
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
     shutdown_timeout_seconds: float = Field(
         default=20, gt=0, validation_alias="IDLEWIRE_SHUTDOWN_TIMEOUT"
     )

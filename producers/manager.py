@@ -10,6 +10,7 @@ from producers._imap import ImapConnection
 from producers._kafka import KafkaPublisher, ensure_topics
 from producers.checkpoint import CheckpointStore, MemoryCheckpointStore
 from producers.config import MailboxConfig, ProducerSettings
+from producers.pacing import ConnectGate
 from producers.session import MailboxSession
 from schemas.events import ConnectionState
 
@@ -19,7 +20,11 @@ log = logging.getLogger(__name__)
 async def open_imap(cfg: MailboxConfig) -> ImapConnection:
     assert cfg.port is not None  # filled in by MailboxConfig's validator
     conn = await ImapConnection.open(
-        cfg.host, cfg.port, security=cfg.security.value, ssl_context=cfg.ssl_context()
+        cfg.host,
+        cfg.port,
+        security=cfg.security.value,
+        ssl_context=cfg.ssl_context(),
+        command_timeout=cfg.command_timeout_seconds,
     )
     conn.enable_keepalive()
     return conn
@@ -36,6 +41,11 @@ class Manager:
             new_mail_topic=settings.new_mail_topic,
             state_topic=settings.state_topic,
             client_id=f"idlewire-{settings.instance_id}",
+        )
+        self.gate = ConnectGate(
+            concurrency=settings.connect_concurrency,
+            rate=settings.connect_rate,
+            burst=settings.connect_rate / 2,
         )
         self.sessions: dict[str, MailboxSession] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -58,6 +68,7 @@ class Manager:
             publisher=self.publisher,
             checkpoints=self.checkpoints,
             producer_id=self.settings.instance_id,
+            gate=self.gate.slot,
         )
         self.sessions[cfg.mailbox_id] = session
         self._tasks[cfg.mailbox_id] = asyncio.create_task(

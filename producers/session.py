@@ -7,10 +7,13 @@ them, and it is the one place that sleeps between attempts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -26,7 +29,9 @@ from producers.states import StateMachine
 from schemas.events import (
     ConnectionState,
     ConnectionStateChanged,
+    MailboxResynced,
     NewMailDetected,
+    resync_event_id,
     state_event_id,
 )
 
@@ -43,15 +48,23 @@ class Connection(Protocol):
     async def fetch_after(self, last_uid: int) -> list[FetchedMessage]: ...
     def exists_pending(self) -> bool: ...
     async def idle(self, *, renew_after: float, heartbeat: float) -> str: ...
+    async def noop(self) -> None: ...
+    def has_capability(self, name: str) -> bool: ...
     async def logout(self) -> None: ...
 
 
 class Publisher(Protocol):
-    async def publish_all(self, events: list[NewMailDetected]) -> None: ...
+    async def publish_all(self, events: Sequence[NewMailDetected | MailboxResynced]) -> None: ...
     async def publish_state(self, event: ConnectionStateChanged) -> None: ...
 
 
 Opener = Callable[[MailboxConfig], Awaitable[Connection]]
+Gate = Callable[[str, int], AbstractAsyncContextManager[None]]
+
+
+@contextlib.asynccontextmanager
+async def no_gate(host: str, port: int) -> AsyncIterator[None]:
+    yield
 
 
 class MailboxSession:
@@ -66,6 +79,8 @@ class MailboxSession:
         monotonic: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rand: Callable[[], float] = random.random,
+        gate: Gate = no_gate,
     ) -> None:
         self.config = config
         self._opener = opener
@@ -75,6 +90,8 @@ class MailboxSession:
         self._monotonic = monotonic
         self._now = now
         self._sleep = sleep
+        self._rand = rand
+        self._gate = gate
         self.machine = StateMachine()
         self.session_id = uuid.uuid4().hex
         self.counter = AttemptCounter(config.backoff)
@@ -137,7 +154,7 @@ class MailboxSession:
                         self.stopped_for_good = True
                         self._log.error("stopped: %s (%s)", exc, exc.error_class)
                         return
-                    delay = self.config.backoff.delay(attempt)
+                    delay = self.config.backoff.delay(attempt, self._rand)
                     self._log.warning(
                         "attempt %d failed: %s; retrying in %.1fs", attempt, exc, delay
                     )
@@ -162,32 +179,63 @@ class MailboxSession:
 
     async def _connect_and_watch(self) -> None:
         cfg = self.config
-        await self._move(S.CONNECTING)
-        with tracer.start_as_current_span("imap.connect", attributes=self._attrs):
-            self._conn = conn = await self._opener(cfg)
-        await self._move(S.CONNECTED)
-        await self._move(S.AUTHENTICATING)
-        with tracer.start_as_current_span("imap.login", attributes=self._attrs):
-            await conn.login(cfg.username, cfg.password.get_secret_value())
-        await self._move(S.AUTHENTICATED)
-        status = await conn.select(cfg.folder)
+        assert cfg.port is not None
+        async with self._gate(cfg.host, cfg.port):
+            await self._move(S.CONNECTING)
+            with tracer.start_as_current_span("imap.connect", attributes=self._attrs):
+                self._conn = conn = await self._opener(cfg)
+            await self._move(S.CONNECTED)
+            await self._move(S.AUTHENTICATING)
+            with tracer.start_as_current_span("imap.login", attributes=self._attrs):
+                await conn.login(cfg.username, cfg.password.get_secret_value())
+            await self._move(S.AUTHENTICATED)
+            status = await conn.select(cfg.folder)
         stored = await self._checkpoints.load(cfg.mailbox_id, cfg.folder)
         start = resume(stored, status)  # type: ignore[arg-type]
-        if start.reset:
-            self._log.warning(
-                "UIDVALIDITY changed %s -> %s: restarting at UID %d",
-                stored.uidvalidity if stored else None,
-                start.checkpoint.uidvalidity,
-                start.checkpoint.last_uid,
-            )
+        if start.reset and stored is not None:
+            await self._publish_resync(stored.uidvalidity, start.checkpoint)
         if start.checkpoint != stored:
             await self._checkpoints.save(cfg.mailbox_id, cfg.folder, start.checkpoint)
         checkpoint = await self._catch_up(conn, start.checkpoint)
         await self._move(S.IDLE)
         self.counter.connected(self._monotonic())
-        while True:
-            await conn.idle(renew_after=cfg.idle_timeout_seconds, heartbeat=cfg.heartbeat_seconds)
-            checkpoint = await self._catch_up(conn, checkpoint)
+        if conn.has_capability("IDLE"):
+            while True:
+                # Renewals are jittered over the last quarter of the interval so that thousands
+                # of mailboxes started together do not all send DONE in the same second.
+                renew = cfg.idle_timeout_seconds * (0.75 + 0.25 * self._rand())
+                await conn.idle(renew_after=renew, heartbeat=cfg.heartbeat_seconds)
+                checkpoint = await self._catch_up(conn, checkpoint)
+        else:
+            self._log.info("server has no IDLE: polling every %.0fs", cfg.check_interval_seconds)
+            while True:
+                await self._sleep(cfg.check_interval_seconds)
+                await conn.noop()
+                checkpoint = await self._catch_up(conn, checkpoint)
+
+    async def _publish_resync(self, old_uidvalidity: int, new: Checkpoint) -> None:
+        cfg = self.config
+        self._log.warning(
+            "UIDVALIDITY changed %d -> %d: resuming after UID %d",
+            old_uidvalidity,
+            new.uidvalidity,
+            new.last_uid,
+        )
+        event = MailboxResynced(
+            event_id=resync_event_id(
+                cfg.tenant_id, cfg.mailbox_id, cfg.folder, old_uidvalidity, new.uidvalidity
+            ),
+            tenant_id=cfg.tenant_id,
+            email_type=cfg.email_type,
+            mailbox_id=cfg.mailbox_id,
+            folder=cfg.folder,
+            old_uidvalidity=old_uidvalidity,
+            new_uidvalidity=new.uidvalidity,
+            resume_after_uid=new.last_uid,
+            producer_id=self._producer_id,
+            occurred_at=self._now(),
+        )
+        await self._publisher.publish_all([event])
 
     async def _catch_up(self, conn: Connection, checkpoint: Checkpoint) -> Checkpoint:
         """Publish every UID above the checkpoint; advance it only after Kafka acknowledged."""

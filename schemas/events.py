@@ -109,8 +109,45 @@ class ConnectionStateChanged:
         return cls(**values)
 
 
-Event = NewMailDetected | ConnectionStateChanged
-EVENT_TYPES: dict[str, type[NewMailDetected] | type[ConnectionStateChanged]] = {
+def resync_event_id(
+    tenant_id: str, mailbox_id: str, folder: str, old_uidvalidity: int, new_uidvalidity: int
+) -> str:
+    name = f"resync/{tenant_id}/{mailbox_id}/{folder}/{old_uidvalidity}/{new_uidvalidity}"
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, name))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MailboxResynced:
+    SCHEMA: ClassVar[str] = "io.idlewire.events.MailboxResynced"
+
+    event_id: str
+    tenant_id: str
+    email_type: str
+    mailbox_id: str
+    folder: str
+    old_uidvalidity: int
+    new_uidvalidity: int
+    resume_after_uid: int
+    producer_id: str
+    occurred_at: datetime
+
+    @property
+    def key(self) -> bytes:
+        return self.mailbox_id.encode()
+
+    def to_record(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> MailboxResynced:
+        return cls(**{f.name: record[f.name] for f in dataclasses.fields(cls)})
+
+
+Event = NewMailDetected | ConnectionStateChanged | MailboxResynced
+EVENT_TYPES: dict[
+    str, type[NewMailDetected] | type[ConnectionStateChanged] | type[MailboxResynced]
+] = {
     NewMailDetected.SCHEMA: NewMailDetected,
     ConnectionStateChanged.SCHEMA: ConnectionStateChanged,
+    MailboxResynced.SCHEMA: MailboxResynced,
 }

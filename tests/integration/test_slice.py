@@ -12,39 +12,10 @@ import pytest
 
 from infra import dovecot
 from schemas.events import ConnectionState as S
-from schemas.events import ConnectionStateChanged, NewMailDetected, new_mail_event_id
+from schemas.events import NewMailDetected, new_mail_event_id
+from tests.integration.helpers import mailbox, states, wait_for_state
 
 pytestmark = pytest.mark.integration
-
-
-def mailbox(stack, user, password="s3cret-pw", **extra):  # type: ignore[no-untyped-def]
-    return {
-        "tenant_id": "acme",
-        "email_type": "reservations",
-        "mailbox_id": f"acme:{user}",
-        "host": "localhost",
-        "port": int(stack["IMAPS_PORT"]),
-        "security": "tls",
-        "ca_file": stack["IMAP_CA_FILE"],
-        "username": user,
-        "password": password,
-        **extra,
-    }
-
-
-def states(events):  # type: ignore[no-untyped-def]
-    return [e for _, e in events if isinstance(e, ConnectionStateChanged)]
-
-
-async def wait_for_state(consumer, names, state, timeout=30.0):  # type: ignore[no-untyped-def]
-    got = await consumer(
-        names["IDLEWIRE_STATE_TOPIC"],
-        10**6,
-        timeout,
-        until=lambda evs: any(e.state is state for e in states(evs)),
-    )
-    assert any(e.state is state for e in states(got)), [e.state for e in states(got)]
-    return states(got)
 
 
 async def test_new_mail_reaches_kafka_with_every_field(

@@ -73,3 +73,37 @@ def test_advance_never_goes_back():
     cp = Checkpoint(1, 10)
     assert advance(cp, 5) == cp
     assert advance(cp, 12) == Checkpoint(1, 12)
+
+
+def test_token_bucket_allows_a_burst_then_paces():
+    from producers.pacing import TokenBucket
+
+    b = TokenBucket(rate=10, burst=3)
+    assert [b.reserve(0.0) for _ in range(3)] == [0, 0, 0]
+    assert b.reserve(0.0) == pytest.approx(0.1)
+    assert b.reserve(0.0) == pytest.approx(0.2)
+    assert b.reserve(10.0) == 0  # refilled (capped at burst)
+
+
+async def test_gate_caps_concurrent_attempts_per_server():
+    import asyncio
+
+    from producers.pacing import ConnectGate
+
+    gate = ConnectGate(concurrency=2, rate=1e9, burst=1e9)
+    inside, peak = 0, 0
+
+    async def attempt(host: str) -> None:
+        nonlocal inside, peak
+        async with gate.slot(host, 993):
+            inside += 1
+            peak = max(peak, inside)
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            inside -= 1
+
+    await asyncio.gather(*(attempt("imap.a") for _ in range(6)))
+    assert peak == 2
+    peak = 0
+    await asyncio.gather(*(attempt(h) for h in ("imap.a", "imap.a", "imap.b", "imap.b")))
+    assert peak == 4  # separate servers do not share a gate

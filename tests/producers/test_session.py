@@ -13,6 +13,7 @@ from producers.errors import AuthenticationFailed, ConnectFailed, ConnectionLost
 from producers.imap_responses import FetchedMessage
 from producers.session import MailboxSession
 from schemas.events import ConnectionState as S
+from schemas.events import MailboxResynced
 
 
 class FakeServer:
@@ -25,6 +26,8 @@ class FakeServer:
         self.auth_ok = True
         self.new_mail = asyncio.Event()
         self.drop_next_idle = False
+        self.has_idle = True
+        self.noops = 0
 
     def deliver(self, n: int = 1) -> None:
         start = max(self.uids, default=0)
@@ -59,6 +62,12 @@ class FakeConn:
         self.s.new_mail.clear()
         return "exists"
 
+    def has_capability(self, name: str) -> bool:
+        return name != "IDLE" or self.s.has_idle
+
+    async def noop(self) -> None:
+        self.s.noops += 1
+
     async def logout(self) -> None:
         pass
 
@@ -66,11 +75,16 @@ class FakeConn:
 class FakePublisher:
     def __init__(self) -> None:
         self.mail: list[int] = []
+        self.resyncs: list[tuple[int, int, int]] = []
         self.states: list[tuple[S, str | None]] = []
         self.published = asyncio.Event()
 
     async def publish_all(self, events):  # type: ignore[no-untyped-def]
-        self.mail += [e.uid for e in events]
+        for e in events:
+            if isinstance(e, MailboxResynced):
+                self.resyncs.append((e.old_uidvalidity, e.new_uidvalidity, e.resume_after_uid))
+            else:
+                self.mail.append(e.uid)
         self.published.set()
 
     async def publish_state(self, event):  # type: ignore[no-untyped-def]
@@ -80,7 +94,7 @@ class FakePublisher:
 CFG = MailboxConfig(tenant_id="t", email_type="r", host="h", username="u", password="pw")
 
 
-def make(server: FakeServer, sleeps: list[float]):  # type: ignore[no-untyped-def]
+def make(server: FakeServer, sleeps: list[float], store=None):  # type: ignore[no-untyped-def]
     async def opener(cfg: MailboxConfig) -> FakeConn:
         if server.fail_connects:
             server.fail_connects -= 1
@@ -91,7 +105,7 @@ def make(server: FakeServer, sleeps: list[float]):  # type: ignore[no-untyped-de
         sleeps.append(seconds)
         await asyncio.sleep(0)
 
-    pub, store = FakePublisher(), MemoryCheckpointStore()
+    pub, store = FakePublisher(), store or MemoryCheckpointStore()
     clock = iter(range(0, 10**6, 1))
     session = MailboxSession(
         CFG,
@@ -142,7 +156,6 @@ async def test_mail_during_outage_is_published_after_reconnect():
     server.drop_next_idle, server.fail_connects = True, 2
     server.deliver(1)  # wakes the IDLE, which then finds the connection dropped
     server.uids += [2, 3]  # delivered while we are down
-    await until(lambda: pub.mail == [1, 2, 3] or pub.mail == [2, 3] or pub.mail == [1, 2, 3])
     await until(lambda: session.state is S.IDLE and sorted(set(pub.mail)) == [1, 2, 3])
     assert len(sleeps) >= 2 and sleeps[1] > sleeps[0] * 0.9  # backed off
     errors = [c for s, c in pub.states if s is S.ERROR]
@@ -160,3 +173,48 @@ async def test_wrong_password_stops_with_error_and_no_retry():
     assert session.stopped_for_good and session.state is S.ERROR
     assert pub.states[-1] == (S.ERROR, "AuthenticationFailed")
     assert sleeps == []  # no hammering
+
+
+async def test_server_without_idle_is_polled():
+    server, sleeps = FakeServer(), []
+    server.has_idle = False
+    session, pub, _ = make(server, sleeps)
+    task = asyncio.create_task(session.run())
+    await until(lambda: session.state is S.IDLE)
+    server.deliver(2)
+    await until(lambda: pub.mail == [1, 2])
+    assert server.noops >= 1 and sleeps[0] == CFG.check_interval_seconds
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_uidvalidity_change_publishes_a_resync_and_restarts_the_checkpoint():
+    server, sleeps = FakeServer(), []
+    server.deliver(5)
+    store = MemoryCheckpointStore()
+    await store.save("t:r", "INBOX", Checkpoint(99, 3))  # an older UIDVALIDITY
+    session, pub, store = make(server, sleeps, store)
+    task = asyncio.create_task(session.run())
+    await until(lambda: session.state is S.IDLE)
+    assert pub.resyncs == [(99, 100, 5)] and pub.mail == []
+    assert await store.load("t:r", "INBOX") == Checkpoint(100, 5)
+    server.deliver(1)
+    await until(lambda: pub.mail == [6])
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_resume_after_restart_publishes_what_arrived_while_down():
+    server, sleeps = FakeServer(), []
+    store = MemoryCheckpointStore()
+    server.deliver(2)
+    await store.save("t:r", "INBOX", Checkpoint(100, 1))  # the last run published UID 1
+    session, pub, _ = make(server, sleeps, store)
+    task = asyncio.create_task(session.run())
+    await until(lambda: session.state is S.IDLE)
+    assert pub.mail == [2]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

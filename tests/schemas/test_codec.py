@@ -15,8 +15,10 @@ from schemas.events import (
     EVENT_TYPES,
     ConnectionState,
     ConnectionStateChanged,
+    MailboxResynced,
     NewMailDetected,
     new_mail_event_id,
+    resync_event_id,
 )
 
 T0 = datetime(2026, 11, 24, 3, 0, 0, 123456, tzinfo=UTC)
@@ -53,6 +55,18 @@ STATE = ConnectionStateChanged(
     sequence=4,
     occurred_at=T0,
 )
+RESYNC = MailboxResynced(
+    event_id=resync_event_id("acme", "acme:reservations", "INBOX", 1732, 1800),
+    tenant_id="acme",
+    email_type="reservations",
+    mailbox_id="acme:reservations",
+    folder="INBOX",
+    old_uidvalidity=1732,
+    new_uidvalidity=1800,
+    resume_after_uid=17,
+    producer_id="pod-1",
+    occurred_at=T0,
+)
 
 # Wire format pinned: if these change, every consumer in the field breaks. Add a new schema
 # version (and keep the old one in schemas/history/) instead of editing these.
@@ -78,7 +92,7 @@ def test_every_schema_parses(path):
     fastavro.parse_schema(json.loads(path.read_text()))
 
 
-@pytest.mark.parametrize("event", [MAIL, STATE], ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("event", [MAIL, STATE, RESYNC], ids=lambda e: type(e).__name__)
 def test_round_trip(event):
     data = codec.encode(event)
     assert data[:2] == MAGIC
