@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from producers import telemetry
 from producers.checkpoint import CheckpointStore
 from producers.config import MailboxConfig, ProducerSettings
 from producers.manager import Manager
@@ -93,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
 
 async def _run(mailboxes: list[MailboxConfig]) -> int:
     settings = ProducerSettings()
+    tracing = telemetry.setup("idlewire-producer", settings.instance_id)
     checkpoints: CheckpointStore | None = None
     pool = None
     if settings.database_url:
@@ -120,6 +122,8 @@ async def _run(mailboxes: list[MailboxConfig]) -> int:
     await manager.shutdown()
     if pool is not None:
         await pool.close()
+    if tracing is not None:
+        tracing.shutdown()
     return 0
 
 

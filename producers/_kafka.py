@@ -16,6 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from producers.errors import IdlewireError
+from producers.telemetry import context_headers
 from schemas.codec import encode
 from schemas.events import ConnectionStateChanged, Event, MailboxResynced, NewMailDetected
 
@@ -31,6 +32,7 @@ def _headers(event: Event) -> list[tuple[str, bytes]]:
         ("event_type", event.SCHEMA.encode()),
         ("event_id", event.event_id.encode()),
         ("tenant_id", event.tenant_id.encode()),
+        *context_headers(),
     ]
 
 

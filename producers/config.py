@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from producers.backoff import BackoffPolicy
+from producers.providers import PROVIDERS
 
 
 class Security(enum.StrEnum):
@@ -34,7 +35,8 @@ class MailboxConfig(BaseModel):
     tenant_id: str = Field(min_length=1, max_length=200)
     email_type: str = Field(min_length=1, max_length=100)
     mailbox_id: str = Field(default="", max_length=400)
-    host: str = Field(min_length=1)
+    provider: str | None = None  # a key of producers.providers.PROVIDERS: fills defaults
+    host: str = ""
     port: int | None = Field(default=None, ge=1, le=65535)
     security: Security = Security.TLS
     allow_plaintext: bool = False
@@ -54,6 +56,18 @@ class MailboxConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
+        preset = PROVIDERS.get(self.provider) if self.provider else None
+        if self.provider and preset is None:
+            raise ValueError(f"unknown provider {self.provider!r}; known: {sorted(PROVIDERS)}")
+        if preset is not None:
+            if not self.host:
+                object.__setattr__(self, "host", preset.host)
+                if self.port is None:
+                    object.__setattr__(self, "port", preset.port)
+            if "idle_timeout_seconds" not in self.model_fields_set:
+                object.__setattr__(self, "idle_timeout_seconds", preset.idle_renew_seconds)
+        if not self.host:
+            raise ValueError("host is required (or a provider preset)")
         if not self.mailbox_id:
             object.__setattr__(self, "mailbox_id", f"{self.tenant_id}:{self.email_type}")
         if self.port is None:

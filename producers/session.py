@@ -204,8 +204,10 @@ class MailboxSession:
                 # Renewals are jittered over the last quarter of the interval so that thousands
                 # of mailboxes started together do not all send DONE in the same second.
                 renew = cfg.idle_timeout_seconds * (0.75 + 0.25 * self._rand())
-                await conn.idle(renew_after=renew, heartbeat=cfg.heartbeat_seconds)
-                checkpoint = await self._catch_up(conn, checkpoint)
+                outcome = await conn.idle(renew_after=renew, heartbeat=cfg.heartbeat_seconds)
+                with tracer.start_as_current_span("imap.idle.wake", attributes=self._attrs) as s:
+                    s.set_attribute("idlewire.wake", outcome)
+                    checkpoint = await self._catch_up(conn, checkpoint)
         else:
             self._log.info("server has no IDLE: polling every %.0fs", cfg.check_interval_seconds)
             while True:

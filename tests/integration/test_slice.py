@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import signal
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,7 @@ async def test_new_mail_reaches_kafka_with_every_field(
     stack, names, imap_user, run_producer, consumer
 ):
     user = imap_user()
-    run_producer([mailbox(stack, user)])
+    proc = run_producer([mailbox(stack, user)], env={"IDLEWIRE_TRACES": "console"})
     seen = await wait_for_state(consumer, names, S.IDLE)
     assert [e.state for e in seen] == [
         S.CONNECTING,
@@ -65,6 +66,15 @@ async def test_new_mail_reaches_kafka_with_every_field(
     assert abs(event.internal_date - before) < timedelta(seconds=5)
     assert before <= event.detected_at <= datetime.now(UTC)
     assert event.producer_id == seen[0].producer_id
+    # the trace follows the mail into Kafka: W3C context in the headers, spans with our ids
+    headers = dict(record.headers)
+    assert headers["traceparent"].startswith(b"00-")
+    trace_id = headers["traceparent"].split(b"-")[1].decode()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(30)
+    spans = proc.log_path.read_text()
+    assert f'"trace_id": "0x{trace_id}"' in spans
+    assert '"idlewire.mailbox_id": "acme:' in spans and '"name": "kafka.publish"' in spans
 
 
 async def test_mail_during_a_server_side_kick_is_published_after_reconnect(
