@@ -12,7 +12,10 @@ It hides aioimaplib's known pitfalls (docs/imap-adapter.md):
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
+import json
 import re
 import socket
 import ssl
@@ -32,6 +35,7 @@ from producers.errors import (
     ConnectionLost,
     ProtocolError,
     TLSFailed,
+    TokenRejected,
 )
 from producers.imap_responses import FetchedMessage, parse_fetch, parse_select
 
@@ -51,6 +55,21 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
         self.lost = asyncio.Event()
         self.lost_reason = "connection closed by server"
         self.last_rx = time.monotonic()
+        # SASL exchange of a pending AUTHENTICATE: responses still to send on "+", then the
+        # reply that ends a failed exchange (aioimaplib would leave it hanging on the challenge).
+        self.sasl_responses: list[bytes] = []
+        self.sasl_final = b""
+        self.sasl_challenge: bytes | None = None
+
+    def _continuation(self, line: bytes) -> None:
+        cmd = self.pending_sync_command
+        if cmd is None or cmd.name != "AUTHENTICATE" or self.transport is None:
+            super()._continuation(line)
+        elif self.sasl_responses:
+            self.transport.write(self.sasl_responses.pop(0) + b"\r\n")
+        else:
+            self.sasl_challenge = bytes(line[1:]).strip()[: limits.MAX_HEADER_BYTES]
+            self.transport.write(self.sasl_final + b"\r\n")
 
     def data_received(self, d: bytes) -> None:
         self.last_rx = time.monotonic()
@@ -227,6 +246,36 @@ class ImapConnection:
             raise AuthenticationFailed(f"login rejected for {username}: {text}")
         self._check(response, "LOGIN")
 
+    async def authenticate(
+        self, mechanism: str, initial_response: bytes, *, final: bytes, username: str
+    ) -> None:
+        """SASL AUTHENTICATE (RFC 3501 6.2.2) with an initial response (RFC 4959 when offered).
+
+        `final` answers an error challenge (XOAUTH2: empty; OAUTHBEARER: %x01) so the server
+        completes with NO instead of waiting. Raises TokenRejected for a rejected bearer token,
+        AuthenticationFailed for other rejections.
+        """
+        proto = self._protocol
+        if f"AUTH={mechanism}" not in proto.capabilities:
+            raise ConfigurationError(f"server does not offer AUTH={mechanism}")
+        ir = base64.b64encode(initial_response)
+        with_ir = "SASL-IR" in proto.capabilities
+        proto.sasl_responses = [] if with_ir else [ir]
+        proto.sasl_final, proto.sasl_challenge = base64.b64encode(final), None
+        args = (mechanism, ir.decode()) if with_ir else (mechanism,)
+        cmd = aioimaplib.Command("AUTHENTICATE", proto.new_tag(), *args, loop=proto.loop)
+        response = await self._call(proto.execute(cmd, scrub=ir.decode()), "AUTHENTICATE")
+        if response.result == "OK":
+            proto.state = aioimaplib.AUTH
+            await self._call(proto.capability(), "CAPABILITY")
+            return
+        text = bytes(response.lines[-1]).decode("utf-8", "replace")[:200]
+        detail = _sasl_error(proto.sasl_challenge)
+        reason = f"{mechanism} rejected for {username}: {text}{f' ({detail})' if detail else ''}"
+        if mechanism in ("XOAUTH2", "OAUTHBEARER") and response.result == "NO":
+            raise TokenRejected(reason)
+        raise AuthenticationFailed(reason)
+
     async def select(self, folder: str) -> FolderStatus:
         response = await self._call(self._client.select(folder), "SELECT")
         if response.result == "NO":
@@ -307,6 +356,18 @@ class ImapConnection:
             transport.abort()
         else:
             self._client._client_task.cancel()
+
+
+def _sasl_error(challenge: bytes | None) -> str | None:
+    """The server's JSON error challenge (RFC 7628 3.2.2), reduced to its status; never secrets."""
+    if not challenge:
+        return None
+    try:
+        data = json.loads(base64.b64decode(challenge, validate=True))
+    except (ValueError, binascii.Error):
+        return "unreadable error challenge"
+    status = data.get("status") if isinstance(data, dict) else None
+    return f"status {str(status)[:40]}" if status is not None else None
 
 
 OpenConnection = Callable[..., Awaitable[ImapConnection]]

@@ -24,6 +24,12 @@ class Security(enum.StrEnum):
     PLAIN = "plain"  # no TLS at all: only when a mailbox explicitly allows it
 
 
+class AuthMethod(enum.StrEnum):
+    PASSWORD = "password"  # LOGIN, or AUTHENTICATE PLAIN where the server says LOGINDISABLED
+    XOAUTH2 = "xoauth2"
+    OAUTHBEARER = "oauthbearer"  # RFC 7628
+
+
 DEFAULT_PORTS = {Security.TLS: 993, Security.STARTTLS: 143, Security.PLAIN: 143}
 
 
@@ -42,7 +48,14 @@ class MailboxConfig(BaseModel):
     allow_plaintext: bool = False
     ca_file: Path | None = None
     username: str = Field(min_length=1)
-    password: SecretStr
+    auth: AuthMethod = AuthMethod.PASSWORD
+    # None: taken from the encrypted credential store (control.credentials) by mailbox_id.
+    password: SecretStr | None = None
+    oauth_token_url: str | None = None
+    oauth_client_id: str | None = None
+    # Where the client secret is: "env:NAME" or "file:/path" (the secret itself is never config).
+    oauth_client_secret_ref: str | None = None
+    oauth_scopes: tuple[str, ...] = ()
     folder: str = "INBOX"
     idle_timeout_seconds: float = Field(default=1740, gt=0, le=1740)
     reconnect_delay_seconds: float = Field(default=5, gt=0)
@@ -64,6 +77,10 @@ class MailboxConfig(BaseModel):
                 object.__setattr__(self, "host", preset.host)
                 if self.port is None:
                     object.__setattr__(self, "port", preset.port)
+            if self.oauth_token_url is None and preset.oauth_token_url:
+                object.__setattr__(self, "oauth_token_url", preset.oauth_token_url)
+            if not self.oauth_scopes and preset.oauth_scopes:
+                object.__setattr__(self, "oauth_scopes", preset.oauth_scopes)
             if "idle_timeout_seconds" not in self.model_fields_set:
                 object.__setattr__(self, "idle_timeout_seconds", preset.idle_renew_seconds)
         if not self.host:
@@ -72,6 +89,13 @@ class MailboxConfig(BaseModel):
             object.__setattr__(self, "mailbox_id", f"{self.tenant_id}:{self.email_type}")
         if self.port is None:
             object.__setattr__(self, "port", DEFAULT_PORTS[self.security])
+        if self.auth is not AuthMethod.PASSWORD and not (
+            self.oauth_token_url and self.oauth_client_id
+        ):
+            raise ValueError(f"auth={self.auth} needs oauth_token_url and oauth_client_id")
+        ref = self.oauth_client_secret_ref
+        if ref is not None and not ref.startswith(("env:", "file:")):
+            raise ValueError("oauth_client_secret_ref must be env:NAME or file:/path")
         if self.security is Security.PLAIN and not self.allow_plaintext:
             raise ValueError("security=plain sends the password in clear: set allow_plaintext")
         return self
@@ -81,6 +105,16 @@ class MailboxConfig(BaseModel):
         return BackoffPolicy(
             base_seconds=self.reconnect_delay_seconds, max_attempts=self.max_reconnect_attempts
         )
+
+    def oauth_client_secret(self) -> str | None:
+        ref = self.oauth_client_secret_ref
+        if ref is None:
+            return None
+        kind, _, where = ref.partition(":")
+        value = os.environ.get(where) if kind == "env" else Path(where).read_text().strip()
+        if not value:
+            raise ValueError(f"OAuth client secret {ref} is empty or missing")
+        return value
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if self.security is Security.PLAIN:

@@ -49,6 +49,32 @@ class AuthenticationFailed(IdlewireError):
     action = Action.STOP
 
 
+class TokenRejected(AuthenticationFailed):
+    """The server rejected an OAuth access token. The session refreshes once and retries; a
+    second rejection stops the mailbox like any authentication failure."""
+
+
+class OAuthError(IdlewireError):
+    """The token endpoint could not give us a token."""
+
+
+class TokenEndpointUnavailable(OAuthError):
+    """Network error, timeout or 5xx from the token endpoint: back off and try again."""
+
+
+class ConsentRequired(OAuthError):
+    """`invalid_grant`: the refresh token was revoked or expired. Only the tenant can fix it by
+    granting access again; retrying would never help."""
+
+    action = Action.STOP
+
+
+class OAuthClientRejected(OAuthError):
+    """`invalid_client` / `unauthorized_client`: our client id or secret is wrong."""
+
+    action = Action.STOP
+
+
 class ConfigurationError(IdlewireError):
     """The mailbox's configuration cannot work (folder missing, no usable auth mechanism)."""
 

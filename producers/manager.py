@@ -8,8 +8,11 @@ import logging
 
 from producers._imap import ImapConnection
 from producers._kafka import KafkaPublisher, ensure_topics
+from producers._oauth_http import TokenEndpoint
 from producers.checkpoint import CheckpointStore, MemoryCheckpointStore
 from producers.config import MailboxConfig, ProducerSettings
+from producers.credentials import Credentials, MemorySecretStore, SecretStore
+from producers.oauth import OAuthTokens
 from producers.pacing import ConnectGate
 from producers.session import MailboxSession
 from schemas.events import ConnectionState
@@ -32,9 +35,14 @@ async def open_imap(cfg: MailboxConfig) -> ImapConnection:
 
 class Manager:
     def __init__(
-        self, settings: ProducerSettings, checkpoints: CheckpointStore | None = None
+        self,
+        settings: ProducerSettings,
+        checkpoints: CheckpointStore | None = None,
+        secrets: SecretStore | None = None,
     ) -> None:
         self.settings = settings
+        self.token_endpoint = TokenEndpoint()
+        self.credentials = Credentials(secrets or MemorySecretStore(), self._refresh)
         self.checkpoints = checkpoints or MemoryCheckpointStore()
         self.publisher = KafkaPublisher(
             settings.kafka_bootstrap_servers,
@@ -69,6 +77,7 @@ class Manager:
             checkpoints=self.checkpoints,
             producer_id=self.settings.instance_id,
             gate=self.gate.slot,
+            credentials=self.credentials,
         )
         self.sessions[cfg.mailbox_id] = session
         self._tasks[cfg.mailbox_id] = asyncio.create_task(
@@ -84,6 +93,16 @@ class Manager:
                 await task
         self.sessions.pop(mailbox_id, None)
 
+    async def _refresh(self, cfg: MailboxConfig, tokens: OAuthTokens) -> OAuthTokens:
+        assert cfg.oauth_token_url is not None and cfg.oauth_client_id is not None
+        return await self.token_endpoint.refresh(
+            cfg.oauth_token_url,
+            client_id=cfg.oauth_client_id,
+            client_secret=cfg.oauth_client_secret(),
+            tokens=tokens,
+            scopes=cfg.oauth_scopes,
+        )
+
     def states(self) -> dict[str, ConnectionState]:
         return {k: s.state for k, s in self.sessions.items()}
 
@@ -97,6 +116,7 @@ class Manager:
                 )
         except TimeoutError:
             log.warning("sessions did not stop within %.0fs", timeout)
+        await self.token_endpoint.close()
         try:
             async with asyncio.timeout(timeout):
                 await self.publisher.stop()

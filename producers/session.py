@@ -22,9 +22,12 @@ from opentelemetry import trace
 from producers.backoff import AttemptCounter
 from producers.checkpoint import Checkpoint, CheckpointStore, advance, resume
 from producers.config import MailboxConfig
-from producers.errors import Action, IdlewireError
+from producers.credentials import Credentials, MemorySecretStore
+from producers.errors import Action, ConfigurationError, IdlewireError
 from producers.imap_responses import FetchedMessage
+from producers.login import authenticate
 from producers.mail import new_mail_event
+from producers.oauth import OAuthTokens
 from producers.states import StateMachine
 from schemas.events import (
     ConnectionState,
@@ -44,6 +47,9 @@ class Connection(Protocol):
     """What the session needs of an IMAP connection (producers._imap.ImapConnection)."""
 
     async def login(self, username: str, password: str) -> None: ...
+    async def authenticate(
+        self, mechanism: str, initial_response: bytes, *, final: bytes, username: str
+    ) -> None: ...
     async def select(self, folder: str) -> object: ...
     async def fetch_after(self, last_uid: int) -> list[FetchedMessage]: ...
     def exists_pending(self) -> bool: ...
@@ -56,6 +62,10 @@ class Connection(Protocol):
 class Publisher(Protocol):
     async def publish_all(self, events: Sequence[NewMailDetected | MailboxResynced]) -> None: ...
     async def publish_state(self, event: ConnectionStateChanged) -> None: ...
+
+
+async def _no_refresh(cfg: MailboxConfig, tokens: OAuthTokens) -> OAuthTokens:
+    raise ConfigurationError("no token endpoint client configured")
 
 
 Opener = Callable[[MailboxConfig], Awaitable[Connection]]
@@ -76,6 +86,7 @@ class MailboxSession:
         publisher: Publisher,
         checkpoints: CheckpointStore,
         producer_id: str,
+        credentials: Credentials | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -87,6 +98,7 @@ class MailboxSession:
         self._publisher = publisher
         self._checkpoints = checkpoints
         self._producer_id = producer_id
+        self._credentials = credentials or Credentials(MemorySecretStore(), _no_refresh)
         self._monotonic = monotonic
         self._now = now
         self._sleep = sleep
@@ -187,7 +199,7 @@ class MailboxSession:
             await self._move(S.CONNECTED)
             await self._move(S.AUTHENTICATING)
             with tracer.start_as_current_span("imap.login", attributes=self._attrs):
-                await conn.login(cfg.username, cfg.password.get_secret_value())
+                await authenticate(conn, cfg, self._credentials)
             await self._move(S.AUTHENTICATED)
             status = await conn.select(cfg.folder)
         stored = await self._checkpoints.load(cfg.mailbox_id, cfg.folder)

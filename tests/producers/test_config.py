@@ -12,8 +12,12 @@ BASE = {"tenant_id": "acme", "email_type": "reservations", "username": "u", "pas
 
 def test_defaults_follow_the_original_api():
     c = MailboxConfig(host="imap.example.com", **BASE)
-    assert (c.idle_timeout_seconds, c.reconnect_delay_seconds, c.max_reconnect_attempts,
-            c.check_interval_seconds) == (1740, 5, 10, 300)
+    assert (
+        c.idle_timeout_seconds,
+        c.reconnect_delay_seconds,
+        c.max_reconnect_attempts,
+        c.check_interval_seconds,
+    ) == (1740, 5, 10, 300)
     assert c.security is Security.TLS and c.port == 993 and c.mailbox_id == "acme:reservations"
 
 
@@ -36,10 +40,16 @@ def test_provider_preset_fills_host_and_renewal():
         MailboxConfig(provider="aol-1998", **BASE)
 
 
-@pytest.mark.parametrize("bad", [
-    {"host": ""}, {"host": "h", "port": 0}, {"host": "h", "idle_timeout_seconds": 3600},
-    {"host": "h", "tenant_id": ""}, {"host": "h", "unknown_field": 1},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"host": ""},
+        {"host": "h", "port": 0},
+        {"host": "h", "idle_timeout_seconds": 3600},
+        {"host": "h", "tenant_id": ""},
+        {"host": "h", "unknown_field": 1},
+    ],
+)
 def test_bad_values_are_rejected(bad):
     with pytest.raises(ValidationError):
         MailboxConfig(**{**BASE, **bad})

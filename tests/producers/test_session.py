@@ -63,7 +63,7 @@ class FakeConn:
         return "exists"
 
     def has_capability(self, name: str) -> bool:
-        return name != "IDLE" or self.s.has_idle
+        return name == "IDLE" and self.s.has_idle
 
     async def noop(self) -> None:
         self.s.noops += 1
