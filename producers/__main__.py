@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from producers import telemetry
 from producers.checkpoint import CheckpointStore
 from producers.config import MailboxConfig, ProducerSettings
+from producers.credentials import SecretStore
 from producers.manager import Manager
 
 
@@ -96,18 +97,31 @@ async def _run(mailboxes: list[MailboxConfig]) -> int:
     settings = ProducerSettings()
     tracing = telemetry.setup("idlewire-producer", settings.instance_id)
     checkpoints: CheckpointStore | None = None
+    secrets: SecretStore | None = None
     pool = None
     if settings.database_url:
         from control.checkpoints import PostgresCheckpointStore
+        from control.credentials import PostgresSecretStore
+        from control.crypto import KeyRing, KeyRingError
         from control.db import connect
 
         pool = await connect(settings.database_url, max_size=5)
         checkpoints = PostgresCheckpointStore(pool)
+        try:
+            secrets = PostgresSecretStore(pool, KeyRing.from_env())
+        except KeyRingError as exc:
+            if any(m.password is None for m in mailboxes):
+                raise SystemExit(f"error: credentials are in the database but {exc}") from None
     else:
         logging.getLogger("producers").warning(
             "DATABASE_URL not set: checkpoints live in memory and are lost at exit"
         )
-    manager = Manager(settings, checkpoints)
+    if secrets is None and any(m.password is None for m in mailboxes):
+        raise SystemExit(
+            "error: a mailbox has no inline password and no credential store "
+            "(set DATABASE_URL and IDLEWIRE_CREDENTIAL_KEYS)"
+        )
+    manager = Manager(settings, checkpoints, secrets)
     await manager.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -27,6 +27,14 @@ def stack() -> dict[str, str]:
     return up()
 
 
+@pytest.fixture(scope="session")
+def credential_keys() -> str:
+    """The key ring of this test session's encrypted credentials (IDLEWIRE_CREDENTIAL_KEYS)."""
+    from control.crypto import KeyRing
+
+    return KeyRing.generate(f"test{uuid.uuid4().hex[:6]}")
+
+
 @pytest.fixture
 def names() -> dict[str, str]:
     """Topic names of this test alone, so tests never read each other's events."""
@@ -52,7 +60,7 @@ def imap_user(stack: dict[str, str]) -> Callable[[str], str]:
 
 @pytest.fixture
 def run_producer(
-    stack: dict[str, str], names: dict[str, str], tmp_path: Path
+    stack: dict[str, str], names: dict[str, str], tmp_path: Path, credential_keys: str
 ) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     """Start `python -m producers --mailboxes FILE` as a real separate process."""
     procs: list[subprocess.Popen[bytes]] = []
@@ -66,6 +74,7 @@ def run_producer(
             **os.environ,
             **stack,
             **{k: v for k, v in names.items() if k != "run"},
+            "IDLEWIRE_CREDENTIAL_KEYS": credential_keys,
             **(env or {}),
         }
         log = (tmp_path / f"producer-{len(procs)}.log").open("wb")
