@@ -1,8 +1,8 @@
-"""`python -m infra COMMAND`: the local stack (Kafka, PostgreSQL, Dovecot) on loopback.
+"""`python -m infra COMMAND`: the local stack (Kafka, PostgreSQL, Dovecot, OAuth) on loopback.
 
-  up                      install what is missing, start all three (idempotent), print KEY=value
-  down                    stop all three (data is kept)
-  reset                   stop all three and delete their data
+  up                      install what is missing, start all four (idempotent), print KEY=value
+  down                    stop all four (data is kept)
+  reset                   stop all four and delete their data
   status                  say which are running
   env                     print KEY=value settings without starting anything
   add-user USER PASSWORD  create (or update) an IMAP user
@@ -15,9 +15,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from infra import dovecot, kafka, postgres
+from infra import dovecot, kafka, oauth, postgres
 
-SERVICES = {"kafka": kafka, "postgres": postgres, "dovecot": dovecot}
+# Order matters: the OAuth server publishes its public key into Dovecot's key directory.
+SERVICES = {"kafka": kafka, "postgres": postgres, "dovecot": dovecot, "oauth": oauth}
 
 
 def _print_env(settings: dict[str, str]) -> None:
@@ -27,7 +28,7 @@ def _print_env(settings: dict[str, str]) -> None:
 
 def up() -> dict[str, str]:
     settings: dict[str, str] = {}
-    for name, module in SERVICES.items():
+    for module in SERVICES.values():
         module.ensure_installed()
         settings.update(module.up())
     return settings
@@ -75,6 +76,7 @@ def env() -> dict[str, str]:
         "IMAP_PORT": str(c.IMAP_PORT),
         "IMAPS_PORT": str(c.IMAPS_PORT),
         "IMAP_CA_FILE": str(dovecot.ca_file()),
+        **oauth.settings(),
     }
 
 

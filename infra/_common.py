@@ -98,10 +98,8 @@ def stop_pid(pid: int, what: str, timeout: float = 30.0) -> None:
         wait_for(lambda: not pid_alive(pid), f"{what} (pid {pid}) to exit", timeout)
     except RuntimeError:
         log(f"{what} (pid {pid}) ignored SIGTERM; killing it")
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 _apt_updated = False

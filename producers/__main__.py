@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -24,9 +25,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from producers import telemetry
+from producers._kafka import ensure_topics
 from producers.checkpoint import CheckpointStore
 from producers.config import MailboxConfig, ProducerSettings
 from producers.credentials import SecretStore
+from producers.health import serve as serve_health
 from producers.manager import Manager
 
 
@@ -41,6 +44,8 @@ class _ContextFormatter(logging.Formatter):
 
 def _load_mailboxes(args: argparse.Namespace) -> list[MailboxConfig]:
     raw: list[dict[str, Any]]
+    if args.group and not args.mailboxes:
+        return []
     if args.mailboxes:
         raw = json.loads(Path(args.mailboxes).read_text())
     else:
@@ -79,6 +84,12 @@ def _parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument(
+        "--group",
+        action="store_true",
+        help="share the mailboxes registered in PostgreSQL with the other producer "
+        "processes of the group (Kafka consumer group on the commands topic)",
+    )
     p.add_argument("--mailboxes", help="JSON file: a list of mailbox objects")
     p.add_argument("--tenant")
     p.add_argument("--email-type", default="default")
@@ -93,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-async def _run(mailboxes: list[MailboxConfig]) -> int:
+async def _run(mailboxes: list[MailboxConfig], group: bool) -> int:
     settings = ProducerSettings()
     tracing = telemetry.setup("idlewire-producer", settings.instance_id)
     checkpoints: CheckpointStore | None = None
@@ -116,7 +127,9 @@ async def _run(mailboxes: list[MailboxConfig]) -> int:
         logging.getLogger("producers").warning(
             "DATABASE_URL not set: checkpoints live in memory and are lost at exit"
         )
-    if secrets is None and any(m.password is None for m in mailboxes):
+    if group and pool is None:
+        raise SystemExit("error: --group needs DATABASE_URL (mailbox configuration lives there)")
+    if secrets is None and (group or any(m.password is None for m in mailboxes)):
         raise SystemExit(
             "error: a mailbox has no inline password and no credential store "
             "(set DATABASE_URL and IDLEWIRE_CREDENTIAL_KEYS)"
@@ -129,10 +142,57 @@ async def _run(mailboxes: list[MailboxConfig]) -> int:
         loop.add_signal_handler(sig, stop.set)
     for cfg in mailboxes:
         manager.watch(cfg)
+    follower_task: asyncio.Task[None] | None = None
+    follower = None
+    if group:
+        from control import mailboxes as mb
+        from producers.assignment import CommandFollower
+
+        assert pool is not None
+
+        async def load(mailbox_id: str) -> tuple[MailboxConfig, bool, int] | None:
+            row = await mb.get_mailbox(pool, mailbox_id)
+            return (row.config, row.enabled, row.config_version) if row else None
+
+        await ensure_topics(
+            settings.kafka_bootstrap_servers, [settings.command_topic], compacted=True
+        )
+        follower = CommandFollower(
+            manager,
+            load,
+            bootstrap=settings.kafka_bootstrap_servers,
+            topic=settings.command_topic,
+            group_id=settings.group_id,
+            session_timeout_ms=settings.group_session_timeout_ms,
+        )
+        follower_task = asyncio.create_task(follower.run())
+
+        def _follower_done(task: asyncio.Task[None]) -> None:
+            if not task.cancelled() and task.exception() is not None:
+                logging.getLogger("producers").error(
+                    "group membership failed: %r", task.exception()
+                )
+                stop.set()
+
+        follower_task.add_done_callback(_follower_done)
+    health = None
+    if settings.health_port:
+        health = await serve_health(
+            manager, settings.health_port, lambda: follower is None or follower.joined.is_set()
+        )
     logging.getLogger("producers").info(
-        "producer %s watching %d mailbox(es)", settings.instance_id, len(mailboxes)
+        "producer %s watching %d mailbox(es)%s",
+        settings.instance_id,
+        len(mailboxes),
+        f" and group {settings.group_id}" if group else "",
     )
     await stop.wait()
+    if follower_task is not None:
+        follower_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await follower_task
+    if health is not None:
+        await health.cleanup()
     await manager.shutdown()
     if pool is not None:
         await pool.close()
@@ -147,14 +207,14 @@ def main(argv: list[str] | None = None) -> int:
     handler.setFormatter(_ContextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=args.log_level, handlers=[handler])
     logging.getLogger("aioimaplib").setLevel(logging.WARNING)
-    if not args.mailboxes and not (args.tenant and args.host and args.username):
-        _parser().error("give --mailboxes FILE, or --tenant, --host and --username")
+    if not args.group and not args.mailboxes and not (args.tenant and args.host and args.username):
+        _parser().error("give --group, --mailboxes FILE, or --tenant, --host and --username")
     try:
         mailboxes = _load_mailboxes(args)
     except ValidationError as exc:
         print(f"error: invalid mailbox configuration:\n{exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_run(mailboxes))
+    return asyncio.run(_run(mailboxes, args.group))
 
 
 if __name__ == "__main__":

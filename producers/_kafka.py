@@ -36,14 +36,17 @@ def _headers(event: Event) -> list[tuple[str, bytes]]:
     ]
 
 
-async def ensure_topics(bootstrap: str, topics: Sequence[str], partitions: int = 6) -> None:
+async def ensure_topics(
+    bootstrap: str, topics: Sequence[str], partitions: int = 6, *, compacted: bool = False
+) -> None:
     """Create the topics if they do not exist yet (replication factor 1 on the local stack)."""
+    configs = {"cleanup.policy": "compact"} if compacted else {}
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="idlewire-admin")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(t, num_partitions=partitions, replication_factor=1)
+            NewTopic(t, num_partitions=partitions, replication_factor=1, topic_configs=configs)
             for t in topics
             if t not in existing
         ]

@@ -155,6 +155,14 @@ class ProducerSettings(BaseSettings):
     )
     connect_rate: float = Field(default=100.0, gt=0, validation_alias="IDLEWIRE_CONNECT_RATE")
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    command_topic: str = Field(
+        default="idlewire.mailbox-commands", validation_alias="IDLEWIRE_COMMAND_TOPIC"
+    )
+    group_id: str = Field(default="idlewire-producers", validation_alias="IDLEWIRE_GROUP_ID")
+    group_session_timeout_ms: int = Field(
+        default=10000, ge=1000, validation_alias="IDLEWIRE_GROUP_SESSION_TIMEOUT_MS"
+    )
+    health_port: int | None = Field(default=None, validation_alias="IDLEWIRE_HEALTH_PORT")
     shutdown_timeout_seconds: float = Field(
         default=20, gt=0, validation_alias="IDLEWIRE_SHUTDOWN_TIMEOUT"
     )

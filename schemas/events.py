@@ -143,11 +143,46 @@ class MailboxResynced:
         return cls(**{f.name: record[f.name] for f in dataclasses.fields(cls)})
 
 
-Event = NewMailDetected | ConnectionStateChanged | MailboxResynced
-EVENT_TYPES: dict[
-    str, type[NewMailDetected] | type[ConnectionStateChanged] | type[MailboxResynced]
-] = {
+class MailboxAction(enum.StrEnum):
+    START = "start"
+    STOP = "stop"
+    DELETE = "delete"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MailboxCommand:
+    SCHEMA: ClassVar[str] = "io.idlewire.events.MailboxCommand"
+
+    event_id: str
+    tenant_id: str
+    email_type: str
+    mailbox_id: str
+    action: MailboxAction
+    config_version: int
+    occurred_at: datetime
+
+    @property
+    def key(self) -> bytes:
+        return self.mailbox_id.encode()
+
+    def to_record(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "action": self.action.value}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> MailboxCommand:
+        values = {f.name: record[f.name] for f in dataclasses.fields(cls)}
+        values["action"] = MailboxAction(values["action"])
+        return cls(**values)
+
+
+def command_event_id(mailbox_id: str, config_version: int, action: str) -> str:
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"command/{mailbox_id}/{config_version}/{action}"))
+
+
+Event = NewMailDetected | ConnectionStateChanged | MailboxResynced | MailboxCommand
+EVENT_TYPES: dict[str, type[Event]] = {
     NewMailDetected.SCHEMA: NewMailDetected,
     ConnectionStateChanged.SCHEMA: ConnectionStateChanged,
     MailboxResynced.SCHEMA: MailboxResynced,
+    MailboxCommand.SCHEMA: MailboxCommand,
 }

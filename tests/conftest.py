@@ -134,3 +134,72 @@ async def consumer(stack: dict[str, str]) -> AsyncIterator[Callable[..., Any]]:
     yield read
     for c in consumers:
         await c.stop()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def control_env(
+    stack: dict[str, str], names: dict[str, str], credential_keys: str
+) -> dict[str, str]:
+    """Environment of control-plane and group-mode producer processes of one test."""
+    return {
+        **os.environ,
+        **stack,
+        **{k: v for k, v in names.items() if k != "run"},
+        "IDLEWIRE_CREDENTIAL_KEYS": credential_keys,
+        "IDLEWIRE_COMMAND_TOPIC": f"test.{names['run']}.commands",
+        "IDLEWIRE_GROUP_ID": f"test-{names['run']}",
+    }
+
+
+def control_cli(env: dict[str, str], *args: str, stdin: bytes = b"") -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "control", *args],
+        input=stdin,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr.decode()
+    return out.stdout.decode().strip()
+
+
+@pytest.fixture
+def control_api(control_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    """`python -m control serve` as a real process; yields its base URL."""
+    import time
+    import urllib.request
+
+    port = free_port()
+    log = (tmp_path / "control-api.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "control", "serve", "--port", str(port)],
+        env=control_env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/healthz", timeout=1)
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((tmp_path / "control-api.log").read_text()) from None
+            time.sleep(0.1)
+    yield url
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
