@@ -225,9 +225,13 @@ def down() -> None:
 
 
 def reset() -> None:
-    """Stop and delete users, mail and state; the CA and server certificate are kept."""
+    """Stop and delete users, mail and state.
+
+    Kept: the CA and server certificate (clients may hold IMAP_CA_FILE) and the OAuth key
+    directory (an OAuth test server may have published its keys there).
+    """
     down()
-    for name in ("mail", "state", "keys", "run", "users.passwd"):
+    for name in ("mail", "state", "run", "users.passwd"):
         path = root() / name
         if path.is_dir():
             shutil.rmtree(path)
