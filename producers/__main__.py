@@ -107,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
 async def _run(mailboxes: list[MailboxConfig], group: bool) -> int:
     settings = ProducerSettings()
     tracing = telemetry.setup("idlewire-producer", settings.instance_id)
+    metering = telemetry.setup_metrics("idlewire-producer", settings.instance_id)
     checkpoints: CheckpointStore | None = None
     secrets: SecretStore | None = None
     pool = None
@@ -198,6 +199,8 @@ async def _run(mailboxes: list[MailboxConfig], group: bool) -> int:
         await pool.close()
     if tracing is not None:
         tracing.shutdown()
+    if metering is not None:
+        metering.shutdown()
     return 0
 
 

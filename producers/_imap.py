@@ -20,6 +20,7 @@ import re
 import socket
 import ssl
 import time
+from asyncio import sslproto
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -44,6 +45,20 @@ _EXISTS = re.compile(rb"^\* (\d+) EXISTS")
 FETCH_ITEMS = (
     "(UID RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID FROM SUBJECT DATE)])"
 )
+
+
+def tune_tls_memory() -> None:
+    """Cap asyncio's per-connection TLS read buffer at `limits.TLS_READ_BUFFER_BYTES`.
+
+    CPython (3.11 to 3.13) allocates `bytearray(SSLProtocol.max_size)`, 256 KiB, for every TLS
+    connection and keeps it while the connection lives: with thousands of idle IMAP connections
+    that buffer is most of the process's memory. The class attribute is the only hook (asyncio
+    creates the protocol itself); it is process-wide, so it also applies to other TLS clients in
+    the process, which merely read in smaller chunks. Only ever lowered; idempotent.
+    """
+    proto = sslproto.SSLProtocol
+    if getattr(proto, "max_size", 0) > limits.TLS_READ_BUFFER_BYTES:
+        proto.max_size = limits.TLS_READ_BUFFER_BYTES
 
 
 class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
@@ -180,6 +195,7 @@ class ImapConnection:
         command_timeout: float = limits.COMMAND_TIMEOUT_SECONDS,
     ) -> ImapConnection:
         """TCP (+ implicit TLS), greeting, and STARTTLS when `security == "starttls"`."""
+        tune_tls_memory()
         implicit = ssl_context if security == "tls" else None
         client = _Client(host=host, port=port, timeout=command_timeout, ssl_context=implicit)
         conn = cls(client, host, command_timeout)

@@ -16,3 +16,9 @@ MAX_INFLIGHT_EVENTS = 1000
 MAX_LINE_BYTES = 1024 * 1024
 # Largest literal a server may announce ({N}) before the connection is dropped.
 MAX_LITERAL_BYTES = 8 * 1024 * 1024
+# Read buffer of asyncio's TLS layer per connection (asyncio.sslproto.SSLProtocol.max_size, 256 KiB
+# by default and held for the connection's whole life: ~300 KiB RSS per idle TLS mailbox).
+# Any size is correct (records are reassembled in OpenSSL's memory BIO; a large response only
+# takes more recv calls); 4 KiB costs 4 KiB per connection and no measurable time on a 1 MiB
+# FETCH (docs/benchmarks.md, `python -m bench.tls_memory`).
+TLS_READ_BUFFER_BYTES = 4 * 1024

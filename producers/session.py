@@ -29,6 +29,7 @@ from producers.login import authenticate
 from producers.mail import new_mail_event
 from producers.oauth import OAuthTokens
 from producers.states import StateMachine
+from producers.telemetry import DETECTION_DELAY, MAIL_PUBLISHED, TRANSITIONS
 from schemas.events import (
     ConnectionState,
     ConnectionStateChanged,
@@ -148,6 +149,9 @@ class MailboxSession:
             occurred_at=self._now(),
         )
         self._log.info("state %s -> %s%s", t.previous, t.state, f" ({reason})" if reason else "")
+        TRANSITIONS.add(
+            1, {"tenant_id": cfg.tenant_id, "email_type": cfg.email_type, "state": t.state.value}
+        )
         await self._publisher.publish_state(event)
 
     # ---- the loop ---------------------------------------------------------------------------
@@ -278,6 +282,13 @@ class MailboxSession:
             with tracer.start_as_current_span("kafka.publish", attributes=self._attrs) as span:
                 span.set_attribute("idlewire.events", len(events))
                 await self._publisher.publish_all(events)
+            labels = {"tenant_id": cfg.tenant_id, "email_type": cfg.email_type}
+            MAIL_PUBLISHED.add(len(events), labels)
+            for e in events:
+                if e.internal_date is not None:
+                    DETECTION_DELAY.record(
+                        max((e.detected_at - e.internal_date).total_seconds() * 1000, 0), labels
+                    )
             checkpoint = advance(checkpoint, messages[-1].uid)
             await self._checkpoints.save(cfg.mailbox_id, cfg.folder, checkpoint)
             for e in events:
