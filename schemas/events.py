@@ -1,6 +1,6 @@
 """Typed domain events, field for field the records of the `.avsc` files beside this module.
 
-tests/schemas/test_events.py checks that each dataclass has exactly its schema's fields, so the
+tests/schemas/test_codec.py checks that each dataclass has exactly its schema's fields, so the
 two cannot drift apart silently.
 """
 
@@ -10,7 +10,7 @@ import dataclasses
 import enum
 import uuid
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 # Fixed namespace for deterministic event ids: the same (tenant, mailbox, folder, UIDVALIDITY,
 # UID) gives the same id in every producer process, forever. Never change it.
@@ -27,21 +27,67 @@ class ConnectionState(enum.StrEnum):
     ERROR = "error"
 
 
-def new_mail_event_id(
-    tenant_id: str, mailbox_id: str, folder: str, uidvalidity: int, uid: int
-) -> str:
-    name = f"{tenant_id}/{mailbox_id}/{folder}/{uidvalidity}/{uid}"
+class MailboxAction(enum.StrEnum):
+    START = "start"
+    STOP = "stop"
+    DELETE = "delete"
+
+
+def _id(name: str) -> str:
     return str(uuid.uuid5(EVENT_ID_NAMESPACE, name))
 
 
+def new_mail_event_id(
+    tenant_id: str, mailbox_id: str, folder: str, uidvalidity: int, uid: int
+) -> str:
+    return _id(f"{tenant_id}/{mailbox_id}/{folder}/{uidvalidity}/{uid}")
+
+
 def state_event_id(producer_id: str, mailbox_id: str, session_id: str, sequence: int) -> str:
-    return str(
-        uuid.uuid5(EVENT_ID_NAMESPACE, f"state/{producer_id}/{mailbox_id}/{session_id}/{sequence}")
-    )
+    return _id(f"state/{producer_id}/{mailbox_id}/{session_id}/{sequence}")
+
+
+def resync_event_id(
+    tenant_id: str, mailbox_id: str, folder: str, old_uidvalidity: int, new_uidvalidity: int
+) -> str:
+    return _id(f"resync/{tenant_id}/{mailbox_id}/{folder}/{old_uidvalidity}/{new_uidvalidity}")
+
+
+def command_event_id(mailbox_id: str, config_version: int, action: str) -> str:
+    return _id(f"command/{mailbox_id}/{config_version}/{action}")
+
+
+class _Record:
+    """Conversion to and from fastavro's records. Enum fields travel as their symbol; `ENUMS`
+    names each event's enum-typed fields so that reading restores the enum."""
+
+    __slots__ = ()
+    SCHEMA: ClassVar[str]
+    ENUMS: ClassVar[dict[str, type[enum.StrEnum]]] = {}
+    mailbox_id: str
+
+    @property
+    def key(self) -> bytes:
+        """The Kafka record key: every event of a mailbox lands in the same partition."""
+        return self.mailbox_id.encode()
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            f.name: (v.value if isinstance(v := getattr(self, f.name), enum.Enum) else v)
+            for f in dataclasses.fields(self)  # type: ignore[arg-type]
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Self:
+        values = {f.name: record[f.name] for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        for name, kind in cls.ENUMS.items():
+            if values[name] is not None:
+                values[name] = kind(values[name])
+        return cls(**values)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class NewMailDetected:
+class NewMailDetected(_Record):
     SCHEMA: ClassVar[str] = "io.idlewire.events.NewMailDetected"
 
     event_id: str
@@ -60,21 +106,14 @@ class NewMailDetected:
     detected_at: datetime
     producer_id: str
 
-    @property
-    def key(self) -> bytes:
-        return self.mailbox_id.encode()
-
-    def to_record(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> NewMailDetected:
-        return cls(**{f.name: record[f.name] for f in dataclasses.fields(cls)})
-
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class ConnectionStateChanged:
+class ConnectionStateChanged(_Record):
     SCHEMA: ClassVar[str] = "io.idlewire.events.ConnectionStateChanged"
+    ENUMS: ClassVar[dict[str, type[enum.StrEnum]]] = {
+        "state": ConnectionState,
+        "previous_state": ConnectionState,
+    }
 
     event_id: str
     tenant_id: str
@@ -90,34 +129,9 @@ class ConnectionStateChanged:
     sequence: int
     occurred_at: datetime
 
-    @property
-    def key(self) -> bytes:
-        return self.mailbox_id.encode()
-
-    def to_record(self) -> dict[str, Any]:
-        record = dataclasses.asdict(self)
-        record["state"] = self.state.value
-        record["previous_state"] = self.previous_state.value if self.previous_state else None
-        return record
-
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> ConnectionStateChanged:
-        values = {f.name: record[f.name] for f in dataclasses.fields(cls)}
-        values["state"] = ConnectionState(values["state"])
-        if values["previous_state"] is not None:
-            values["previous_state"] = ConnectionState(values["previous_state"])
-        return cls(**values)
-
-
-def resync_event_id(
-    tenant_id: str, mailbox_id: str, folder: str, old_uidvalidity: int, new_uidvalidity: int
-) -> str:
-    name = f"resync/{tenant_id}/{mailbox_id}/{folder}/{old_uidvalidity}/{new_uidvalidity}"
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, name))
-
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class MailboxResynced:
+class MailboxResynced(_Record):
     SCHEMA: ClassVar[str] = "io.idlewire.events.MailboxResynced"
 
     event_id: str
@@ -131,27 +145,11 @@ class MailboxResynced:
     producer_id: str
     occurred_at: datetime
 
-    @property
-    def key(self) -> bytes:
-        return self.mailbox_id.encode()
-
-    def to_record(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> MailboxResynced:
-        return cls(**{f.name: record[f.name] for f in dataclasses.fields(cls)})
-
-
-class MailboxAction(enum.StrEnum):
-    START = "start"
-    STOP = "stop"
-    DELETE = "delete"
-
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class MailboxCommand:
+class MailboxCommand(_Record):
     SCHEMA: ClassVar[str] = "io.idlewire.events.MailboxCommand"
+    ENUMS: ClassVar[dict[str, type[enum.StrEnum]]] = {"action": MailboxAction}
 
     event_id: str
     tenant_id: str
@@ -161,28 +159,9 @@ class MailboxCommand:
     config_version: int
     occurred_at: datetime
 
-    @property
-    def key(self) -> bytes:
-        return self.mailbox_id.encode()
-
-    def to_record(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "action": self.action.value}
-
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> MailboxCommand:
-        values = {f.name: record[f.name] for f in dataclasses.fields(cls)}
-        values["action"] = MailboxAction(values["action"])
-        return cls(**values)
-
-
-def command_event_id(mailbox_id: str, config_version: int, action: str) -> str:
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"command/{mailbox_id}/{config_version}/{action}"))
-
 
 Event = NewMailDetected | ConnectionStateChanged | MailboxResynced | MailboxCommand
 EVENT_TYPES: dict[str, type[Event]] = {
-    NewMailDetected.SCHEMA: NewMailDetected,
-    ConnectionStateChanged.SCHEMA: ConnectionStateChanged,
-    MailboxResynced.SCHEMA: MailboxResynced,
-    MailboxCommand.SCHEMA: MailboxCommand,
+    cls.SCHEMA: cls
+    for cls in (NewMailDetected, ConnectionStateChanged, MailboxResynced, MailboxCommand)
 }
