@@ -71,7 +71,7 @@ async def test_three_producers_share_and_fail_over(
     stack, names, control_env, control_api, imap_user, consumer, tmp_path
 ):
     tenant_id = f"grp{uuid.uuid4().hex[:6]}"
-    control_cli(control_env, "tenant-create", tenant_id, "Group Hotel")
+    token = control_cli(control_env, "tenant-create", tenant_id, "Group Hotel")
     users = {}
     for i in range(6):
         user = imap_user("pw-group")
@@ -162,9 +162,16 @@ async def test_three_producers_share_and_fail_over(
         print(f"\nfailover of {len(moved)} mailbox(es) after SIGKILL: {failover:.1f} s")
         (tmp_path / "failover.txt").write_text(f"{failover:.2f}\n")
 
-        # stop through the API's path (CLI -> outbox -> topic) reaches whichever process owns it
+        # a stop through the HTTP API (-> outbox -> topic) reaches whichever process owns it
         stopped = moved[0]
-        control_cli(control_env, "stop", tenant_id, stopped.split(":")[1])
+        request = urllib.request.Request(
+            f"{control_api}/api/email/idle/stop",
+            method="POST",
+            data=json.dumps({"email_type": stopped.split(":")[1]}).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 202
 
         def stopped_everywhere() -> bool:
             return all(stopped not in local_mailboxes(port) for _, port in survivors)
