@@ -76,8 +76,12 @@ async def test_login_idle_expiry_and_refresh(method, names, run_producer, consum
     mb = oauth_mailbox(method)
     proc = run_producer(
         [{**mb["cfg"], "reconnect_delay_seconds": 0.2}],
-        env={**mb["env"], "IDLEWIRE_TRACES": "console", "IDLEWIRE_METRICS": "console",
-             "IDLEWIRE_METRICS_INTERVAL_MS": "1000"},
+        env={
+            **mb["env"],
+            "IDLEWIRE_TRACES": "console",
+            "IDLEWIRE_METRICS": "console",
+            "IDLEWIRE_METRICS_INTERVAL_MS": "1000",
+        },
     )
     await wait_for_state(consumer, names, S.IDLE)
     await mail_arrives(consumer, names, mb["user"], "first")
