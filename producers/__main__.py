@@ -143,6 +143,7 @@ async def _run(mailboxes: list[MailboxConfig], group: bool) -> int:
         loop.add_signal_handler(sig, stop.set)
     for cfg in mailboxes:
         manager.watch(cfg)
+    gc_task = asyncio.create_task(manager.settle_gc())
     follower_task: asyncio.Task[None] | None = None
     follower = None
     if group:
@@ -188,6 +189,7 @@ async def _run(mailboxes: list[MailboxConfig], group: bool) -> int:
         f" and group {settings.group_id}" if group else "",
     )
     await stop.wait()
+    gc_task.cancel()
     if follower_task is not None:
         follower_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -68,6 +68,7 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
         super().__init__(loop, None)
         self.exists_seen = asyncio.Event()
         self.lost = asyncio.Event()
+        self.wake = asyncio.Event()  # set with exists_seen or lost: what IDLE waits on
         self.lost_reason = "connection closed by server"
         self.last_rx = time.monotonic()
         # SASL exchange of a pending AUTHENTICATE: responses still to send on "+", then the
@@ -91,6 +92,7 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
         for line in (self.incomplete_line + d).split(b"\r\n"):
             if _EXISTS.match(line):
                 self.exists_seen.set()
+                self.wake.set()
         try:
             super().data_received(d)
         except Exception as exc:  # aioimaplib raises on responses it cannot place
@@ -105,6 +107,7 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
     def _fail(self, reason: str) -> None:
         self.lost_reason = reason
         self.lost.set()
+        self.wake.set()
         if self.transport is not None:
             self.transport.abort()
 
@@ -112,6 +115,7 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
         if not self.lost.is_set() and exc is not None:
             self.lost_reason = f"connection lost: {type(exc).__name__}"
         self.lost.set()
+        self.wake.set()
         super().connection_lost(exc)
 
 
@@ -340,15 +344,17 @@ class ImapConnection:
                     # Silence: end IDLE; the server must answer DONE, or it is gone.
                     break
                 wait = min(deadline - now, heartbeat - (now - self._protocol.last_rx)) + 0.01
-                waiters = {
-                    asyncio.ensure_future(self._protocol.exists_seen.wait()),
-                    asyncio.ensure_future(self._protocol.lost.wait()),
-                }
-                _, pending = await asyncio.wait(
-                    waiters, timeout=max(wait, 0.01), return_when=asyncio.FIRST_COMPLETED
-                )
-                for p in pending:
-                    p.cancel()
+                # Keepalives ("* OK Still here") pile up in aioimaplib's queue until IDLE ends.
+                while not self._protocol.idle_queue.empty():
+                    self._protocol.idle_queue.get_nowait()
+                # One event and no extra tasks per wait: at 10,000 mailboxes every wake-up's
+                # garbage counts (docs/benchmarks.md, finding 3).
+                self._protocol.wake.clear()
+                if self.exists_pending() or self._protocol.lost.is_set():
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(wait, 0.01)):
+                        await self._protocol.wake.wait()
         finally:
             if not self._protocol.lost.is_set() and self._client.has_pending_idle():
                 self._client.idle_done()
@@ -367,6 +373,15 @@ class ImapConnection:
         self.abort()
 
     def abort(self) -> None:
+        # aioimaplib's IDLE renewal timer (call_later(renew_after + 60)) and its helper tasks
+        # hold the client: left alone they keep a dropped connection (~60 KiB with TLS) alive
+        # for up to ~30 minutes, doubling RSS after a server restart (docs/benchmarks.md).
+        client = self._client
+        if client._idle_waiter is not None:
+            client._idle_waiter.cancel()
+            client._idle_waiter = None
+        for task in list(client.tasks):
+            task.cancel()
         transport = getattr(self._protocol, "transport", None)
         if transport is not None:
             transport.abort()

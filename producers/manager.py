@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
+import time
 
 from producers._imap import ImapConnection
 from producers._kafka import KafkaPublisher, ensure_topics
@@ -102,6 +104,28 @@ class Manager:
             tokens=tokens,
             scopes=cfg.oauth_scopes,
         )
+
+    async def settle_gc(self, quiet_seconds: float = 30.0, check_every: float = 10.0) -> None:
+        """Move long-lived session objects out of the cyclic GC's reach once connecting settles.
+
+        At 10,000 mailboxes a full collection walks ~1.4 million objects and stops the loop for
+        ~1.2 s, the producer's worst latency outliers (docs/benchmarks.md, finding 2). After
+        start-up and after each reconnect wave (no connection attempt for `quiet_seconds`) we
+        collect once and freeze what survives; unfreezing first lets garbage from the previous
+        wave be reclaimed.
+        """
+        frozen_after = -1.0
+        while True:
+            await asyncio.sleep(check_every)
+            last = self.gate.last_attempt
+            if last != frozen_after and time.monotonic() - last >= quiet_seconds:
+                gc.unfreeze()
+                gc.collect()
+                gc.freeze()
+                frozen_after = last
+                log.info(
+                    "gc: froze %d objects after the connection wave settled", gc.get_freeze_count()
+                )
 
     def states(self) -> dict[str, ConnectionState]:
         return {k: s.state for k, s in self.sessions.items()}

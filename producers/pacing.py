@@ -37,15 +37,16 @@ class ConnectGate:
 
     def __init__(
         self,
-        concurrency: int = 50,
-        rate: float = 100.0,
-        burst: float = 50.0,
+        concurrency: int = 100,
+        rate: float = 200.0,
+        burst: float = 100.0,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._concurrency, self._rate, self._burst = concurrency, rate, burst
         self._monotonic, self._sleep = monotonic, sleep
         self._servers: dict[tuple[str, int], tuple[asyncio.Semaphore, TokenBucket]] = {}
+        self.last_attempt = monotonic()  # when the last attempt entered any gate
 
     @contextlib.asynccontextmanager
     async def slot(self, host: str, port: int) -> AsyncIterator[None]:
@@ -54,7 +55,8 @@ class ConnectGate:
             (asyncio.Semaphore(self._concurrency), TokenBucket(self._rate, self._burst)),
         )
         async with sem:
-            wait = bucket.reserve(self._monotonic())
+            self.last_attempt = self._monotonic()
+            wait = bucket.reserve(self.last_attempt)
             if wait > 0:
                 await self._sleep(wait)
             yield

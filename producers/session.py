@@ -168,11 +168,11 @@ class MailboxSession:
                     await self._move(S.ERROR, str(exc), exc)
                     if exc.action is Action.STOP:
                         self.stopped_for_good = True
-                        self._log.error("stopped: %s (%s)", exc, exc.error_class)
+                        self._log.error("stopped: %s (%s)", self.last_error, exc.error_class)
                         return
                     delay = self.config.backoff.delay(attempt, self._rand)
                     self._log.warning(
-                        "attempt %d failed: %s; retrying in %.1fs", attempt, exc, delay
+                        "attempt %d failed: %s; retrying in %.1fs", attempt, self.last_error, delay
                     )
                     await self._sleep(delay)
         except asyncio.CancelledError:
