@@ -8,7 +8,7 @@ BENCH_PATCH_RELEASE=1          ImapConnection.abort() also cancels aioimaplib's 
                                up to ~30 min (docs/benchmarks.md, "reconnect leak")
 BENCH_TRACE=1                  one stderr line per published batch with CLOCK_MONOTONIC times of
                                each hop: EXISTS read, IDLE ended (DONE answered), UID FETCH done,
-                               Kafka send() returned, acknowledged ("bench-trace {json}")
+                               publish started, acknowledged ("bench-trace {json}")
 BENCH_GC_FREEZE=1              on SIGUSR1: gc.unfreeze(); gc.collect(); gc.freeze(), so that the
                                sessions' long-lived objects leave the cyclic GC's scans (a full
                                collection takes ~1.2 s at 10,000 TLS mailboxes)
@@ -56,6 +56,54 @@ if os.environ.get("BENCH_GC_FREEZE"):
         )
 
     signal.signal(signal.SIGUSR1, _refreeze)
+
+if os.environ.get("BENCH_TRACE"):
+    import json
+    from typing import Any
+
+    from producers import _imap, _kafka
+
+    _last: dict[int, dict[str, float]] = {}  # id(protocol) -> hop times of the current wake-up
+    _current: list[dict[str, float]] = [{}]
+    _data_received = _imap._Protocol.data_received
+    _idle = _imap.ImapConnection.idle
+    _fetch_after = _imap.ImapConnection.fetch_after
+    _publish_all = _kafka.KafkaPublisher.publish_all
+
+    def _traced_data_received(self: Any, d: bytes) -> None:
+        if b" EXISTS" in d and not self.exists_seen.is_set():
+            _last[id(self)] = {"exists": time.monotonic()}
+        _data_received(self, d)
+
+    async def _traced_idle(self: Any, **kw: Any) -> str:
+        out = await _idle(self, **kw)
+        _last.setdefault(id(self._protocol), {})["idle_done"] = time.monotonic()
+        return str(out)
+
+    async def _traced_fetch(self: Any, last_uid: int) -> Any:
+        out = await _fetch_after(self, last_uid)
+        hops = _last.get(id(self._protocol))
+        if out and hops is not None:
+            hops["fetched"] = time.monotonic()
+            # The session builds the events and calls publish_all() without yielding to the
+            # loop in between, so the next publish_all() call is this fetch's.
+            _current[0] = hops
+            _last.pop(id(self._protocol), None)
+        return out
+
+    async def _traced_publish_all(self: Any, events: Any) -> None:
+        hops, _current[0] = _current[0], {}
+        hops["publish"] = time.monotonic()
+        await _publish_all(self, events)
+        hops["acked"] = time.monotonic()
+        if events:
+            line = {"mailbox_id": events[-1].mailbox_id, "uid": events[-1].uid, **hops}
+            print("bench-trace " + json.dumps(line), file=sys.stderr, flush=True)
+
+    _imap._Protocol.data_received = _traced_data_received  # type: ignore[method-assign]
+    _imap.ImapConnection.idle = _traced_idle  # type: ignore[method-assign]
+    _imap.ImapConnection.fetch_after = _traced_fetch  # type: ignore[method-assign]
+    _kafka.KafkaPublisher.publish_all = _traced_publish_all  # type: ignore[method-assign]
 
 from producers.__main__ import main
 

@@ -495,6 +495,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         floor = floor_fetch = None
         if args.restart:
             res["restart"] = await restart_phase(args, tracker, producer, n)
+            if res["restart"]["foreign_restart_during_recovery"]:
+                res["interference"].append("Dovecot restarted by someone else during recovery")
             pid0 = master_pid()
             await asyncio.sleep(args.settle)
             await refreeze(producer)
@@ -533,14 +535,17 @@ async def restart_phase(
     wall0, t0 = time.time(), time.monotonic()
     await asyncio.to_thread(dovecot.restart)
     t_up, wall_up = time.monotonic(), time.time()
+    pid_up = master_pid()
     log(f"Dovecot back after {t_up - t0:.1f}s")
     t_all = await wait_idle(tracker, n, wall0, args.recovery_timeout, producer, "after restart")
+    foreign = master_pid() != pid_up
     new = tracker.errors[errors_before:]
     # A session that was idle losing its connection is the restart itself (hibernated clients
     # at once, non-hibernated ones up to ~10 s later after `* BYE`). A failed *attempt*
     # (connect, greeting, TLS, LOGIN, SELECT) after the server was back is a refusal.
     after_up = [e for e in new if e.occurred_at >= wall_up and e.previous_state != "idle"]
     out = {
+        "foreign_restart_during_recovery": foreign,
         "dovecot_down_up_s": round(t_up - t0, 1),
         "all_idle_after_restart_s": None if t_all is None else round(t_all - t0, 1),
         "all_idle_after_up_s": None if t_all is None else round(t_all - t_up, 1),
