@@ -51,7 +51,7 @@ async def main() -> int:
     from infra import dovecot
     from infra.__main__ import up
 
-    print("== starting the local stack (Kafka, PostgreSQL, Dovecot) ...", flush=True)
+    print("== starting the local stack (Kafka, PostgreSQL, Dovecot, OAuth server) ...", flush=True)
     stack = up()
     for k, v in stack.items():
         print(f"   {k}={v}")
