@@ -3,9 +3,6 @@ recommended change in the real producer process without changing the producer. V
 from the environment:
 
 BENCH_TLS_READ_BUFFER_BYTES=N  producers.limits.TLS_READ_BUFFER_BYTES = N
-BENCH_PATCH_RELEASE=1          ImapConnection.abort() also cancels aioimaplib's IDLE renewal timer
-                               and tasks, which otherwise keep every dropped connection alive for
-                               up to ~30 min (docs/benchmarks.md, "reconnect leak")
 BENCH_TRACE=1                  one stderr line per published batch with CLOCK_MONOTONIC times of
                                each hop: EXISTS read, IDLE ended (DONE answered), UID FETCH done,
                                publish started, acknowledged ("bench-trace {json}")
@@ -24,22 +21,6 @@ from producers import limits
 
 if "BENCH_TLS_READ_BUFFER_BYTES" in os.environ:
     limits.TLS_READ_BUFFER_BYTES = int(os.environ["BENCH_TLS_READ_BUFFER_BYTES"])
-
-if os.environ.get("BENCH_PATCH_RELEASE"):
-    from producers._imap import ImapConnection
-
-    _abort = ImapConnection.abort
-
-    def _abort_and_release(self: ImapConnection) -> None:
-        client = self._client
-        if client._idle_waiter is not None:
-            client._idle_waiter.cancel()
-            client._idle_waiter = None
-        for task in list(client.tasks):
-            task.cancel()
-        _abort(self)
-
-    ImapConnection.abort = _abort_and_release  # type: ignore[method-assign]
 
 if os.environ.get("BENCH_GC_FREEZE"):
 

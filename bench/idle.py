@@ -806,7 +806,7 @@ def main(argv: list[str] | None = None) -> int:
         "--variant",
         action="append",
         default=[],
-        choices=["patch-release", "gc-freeze", "trace"],
+        choices=["gc-freeze", "trace"],
         help="benchmark-only producer variant (bench/_producer.py); repeatable",
     )
     p.add_argument("--seed", type=int, default=1)

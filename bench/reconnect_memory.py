@@ -26,27 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _patch_release() -> None:
-    """The fix recommended in docs/benchmarks.md, applied in this process only: when a connection
-    is dropped, cancel aioimaplib's IDLE renewal timer and its tasks, which otherwise keep the
-    dead client (protocol, transport, TLS state) reachable from the event loop's timer heap until
-    the timer fires (renew_after + 60 s, up to ~30 min)."""
-    from producers._imap import ImapConnection
-
-    original = ImapConnection.abort
-
-    def abort(self: ImapConnection) -> None:
-        client = self._client
-        if client._idle_waiter is not None:
-            client._idle_waiter.cancel()
-            client._idle_waiter = None
-        for task in list(client.tasks):
-            task.cancel()
-        original(self)
-
-    ImapConnection.abort = abort  # type: ignore[method-assign]
-
-
 def _census() -> Counter[str]:
     gc.collect()
     return Counter(type(o).__qualname__ for o in gc.get_objects())
@@ -75,8 +54,6 @@ async def run(args: argparse.Namespace) -> None:
     from producers.config import MailboxConfig, ProducerSettings
     from producers.manager import Manager
 
-    if args.patch_release:
-        _patch_release()
     stack = await asyncio.to_thread(up)
     users = [f"{args.prefix}{i}" for i in range(1, args.mailboxes + 1)]
     await asyncio.to_thread(dovecot.add_users_with_passwords, dict.fromkeys(users, args.password))
@@ -218,11 +195,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--top", type=int, default=30)
     p.add_argument("--gc-probe", action="store_true", help="time gc.collect() at N")
-    p.add_argument(
-        "--patch-release",
-        action="store_true",
-        help="apply the recommended abort() fix in this process",
-    )
     p.add_argument("--settle", type=float, default=10.0)
     p.add_argument("--prefix", default="bench")
     p.add_argument("--password", default="bench-pw")
