@@ -44,32 +44,32 @@ if os.environ.get("BENCH_TRACE"):
 
     from producers import _imap, _kafka
 
-    _last: dict[int, dict[str, float]] = {}  # id(protocol) -> hop times of the current wake-up
+    _last: dict[int, dict[str, float]] = {}  # id(connection) -> hop times of the current wake-up
     _current: list[dict[str, float]] = [{}]
-    _data_received = _imap._Protocol.data_received
+    _data_received = _imap.ImapConnection.data_received
     _idle = _imap.ImapConnection.idle
     _fetch_after = _imap.ImapConnection.fetch_after
     _publish_all = _kafka.KafkaPublisher.publish_all
 
     def _traced_data_received(self: Any, d: bytes) -> None:
-        if b" EXISTS" in d and not self.exists_seen.is_set():
+        if b" EXISTS" in d and not self._exists:
             _last[id(self)] = {"exists": time.monotonic()}
         _data_received(self, d)
 
     async def _traced_idle(self: Any, **kw: Any) -> str:
         out = await _idle(self, **kw)
-        _last.setdefault(id(self._protocol), {})["idle_done"] = time.monotonic()
+        _last.setdefault(id(self), {})["idle_done"] = time.monotonic()
         return str(out)
 
     async def _traced_fetch(self: Any, last_uid: int) -> Any:
         out = await _fetch_after(self, last_uid)
-        hops = _last.get(id(self._protocol))
+        hops = _last.get(id(self))
         if out and hops is not None:
             hops["fetched"] = time.monotonic()
             # The session builds the events and calls publish_all() without yielding to the
             # loop in between, so the next publish_all() call is this fetch's.
             _current[0] = hops
-            _last.pop(id(self._protocol), None)
+            _last.pop(id(self), None)
         return out
 
     async def _traced_publish_all(self: Any, events: Any) -> None:
@@ -81,7 +81,7 @@ if os.environ.get("BENCH_TRACE"):
             line = {"mailbox_id": events[-1].mailbox_id, "uid": events[-1].uid, **hops}
             print("bench-trace " + json.dumps(line), file=sys.stderr, flush=True)
 
-    _imap._Protocol.data_received = _traced_data_received  # type: ignore[method-assign]
+    _imap.ImapConnection.data_received = _traced_data_received  # type: ignore[method-assign,assignment]
     _imap.ImapConnection.idle = _traced_idle  # type: ignore[method-assign]
     _imap.ImapConnection.fetch_after = _traced_fetch  # type: ignore[method-assign]
     _kafka.KafkaPublisher.publish_all = _traced_publish_all  # type: ignore[method-assign]

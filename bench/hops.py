@@ -6,7 +6,7 @@ results file has each delivery's APPEND OK time on the same clock. Deliveries ar
 trace lines by mailbox (the first EXISTS read after the APPEND's OK, within 50 ms before it).
 
     exists      APPEND OK -> the producer read `* N EXISTS`   (what the floor measures)
-    idle_done   -> DONE answered (aioimaplib IDLE task finished)
+    idle_done   -> DONE answered (IDLE's tagged OK; the UID FETCH went out in the same write)
     fetch       -> UID FETCH response parsed
     to_publish  -> events built, publish_all() entered
     ack         -> Kafka acknowledged (acks=all)

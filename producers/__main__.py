@@ -211,7 +211,6 @@ def main(argv: list[str] | None = None) -> int:
     handler = logging.StreamHandler()
     handler.setFormatter(_ContextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=args.log_level, handlers=[handler])
-    logging.getLogger("aioimaplib").setLevel(logging.WARNING)
     if not args.group and not args.mailboxes and not (args.tenant and args.host and args.username):
         _parser().error("give --group, --mailboxes FILE, or --tenant, --host and --username")
     try:

@@ -1,12 +1,13 @@
-"""The IMAP edge: the only module that imports aioimaplib.
+"""The IMAP edge: one asyncio protocol object per connection, driving the sans-IO wire module.
 
-It hides aioimaplib's known pitfalls (docs/imap-adapter.md):
-- an untagged EXISTS that arrives while no IDLE/NOOP is pending is dropped by aioimaplib: our
-  protocol subclass records every EXISTS before aioimaplib sees it, so no wake-up is lost;
-- on connection loss aioimaplib leaves pending futures hanging: every call here races the
-  connection-lost signal and a timeout;
-- no STARTTLS in aioimaplib: done here with `loop.start_tls`;
-- unbounded buffers: a line or literal larger than the caps in `limits` aborts the connection.
+Why our own client rather than aioimaplib: docs/decisions.md ("IMAP client"). In short, at
+10,000 idle TLS connections every per-connection object counts (aioimaplib kept ~13 KiB of
+Events, Queues, Conditions and a capability set per connection and needed five compensations:
+dropped EXISTS, hanging futures and timers after a connection loss, no STARTTLS, no
+OAUTHBEARER, a hang on a rejected XOAUTH2 token). This module keeps one object with slots per
+connection, no task and no Event while idle, and sends DONE and the UID FETCH in one write.
+
+Every wait races the connection's loss and a timeout; every buffer is capped (`limits`).
 """
 
 from __future__ import annotations
@@ -14,17 +15,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import json
-import re
 import socket
 import ssl
 import time
 from asyncio import sslproto
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
-
-import aioimaplib
+from typing import Any
 
 from producers import limits
 from producers.checkpoint import FolderStatus
@@ -39,12 +36,19 @@ from producers.errors import (
     TokenRejected,
 )
 from producers.imap_responses import FetchedMessage, parse_fetch, parse_select
-
-T = TypeVar("T")
-_EXISTS = re.compile(rb"^\* (\d+) EXISTS")
-FETCH_ITEMS = (
-    "(UID RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID FROM SUBJECT DATE)])"
+from producers.imap_wire import (
+    CONTINUATION,
+    UNTAGGED,
+    Response,
+    ResponseReader,
+    command,
+    encode_mailbox,
 )
+
+FETCH_ITEMS = (
+    b"(UID RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID FROM SUBJECT DATE)])"
+)
+_NO_CAPS: frozenset[str] = frozenset()
 
 
 def tune_tls_memory() -> None:
@@ -61,130 +65,238 @@ def tune_tls_memory() -> None:
         proto.max_size = limits.TLS_READ_BUFFER_BYTES
 
 
-class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
-    """aioimaplib's protocol plus: EXISTS tracking, last-receive time, loss signal, buffer caps."""
+class _Pending:
+    """A command sent and not yet answered with its tagged response."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(loop, None)
-        self.exists_seen = asyncio.Event()
-        self.lost = asyncio.Event()
-        self.wake = asyncio.Event()  # set with exists_seen or lost: what IDLE waits on
-        self.lost_reason = "connection closed by server"
+    __slots__ = ("fetch_budget", "future", "lines", "on_continue", "size", "tag")
+
+    def __init__(
+        self,
+        tag: bytes,
+        future: asyncio.Future[Response | None],
+        collect: bool,
+        on_continue: Callable[[bytes], None] | None,
+    ) -> None:
+        self.tag = tag
+        self.future = future
+        self.lines: list[bytes] | None = [] if collect else None
+        self.size = 0
+        self.on_continue = on_continue
+        self.fetch_budget = limits.FETCH_BATCH
+
+
+class _Result:
+    __slots__ = ("lines", "status", "text")
+
+    def __init__(self, status: str, text: bytes, lines: list[bytes]) -> None:
+        self.status, self.text, self.lines = status, text, lines
+
+    def text_str(self) -> str:
+        return self.text.decode("utf-8", "replace")[:200]
+
+
+def _resolve(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _settle(fut: asyncio.Future[bool], value: bool) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+class ImapConnection(asyncio.Protocol):
+    """One IMAP connection to one mailbox, with the few operations the producer needs."""
+
+    __slots__ = (
+        "_caps",
+        "_exists",
+        "_greeting",
+        "_host",
+        "_idle_tag",
+        "_loop",
+        "_lost",
+        "_next_tag",
+        "_pending",
+        "_prefetch",
+        "_reader",
+        "_timeout",
+        "_waiter",
+        "last_rx",
+        "transport",
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, host: str, command_timeout: float) -> None:
+        self._loop = loop
+        self._host = host
+        self._timeout = command_timeout
+        self.transport: asyncio.Transport | None = None
+        self._reader = ResponseReader()
+        self._caps = _NO_CAPS
+        self._pending: list[_Pending] = []
+        self._next_tag = 0
+        self._greeting: asyncio.Future[None] | None = loop.create_future()
+        self._waiter: asyncio.Future[None] | None = None  # what idle() sleeps on
+        self._exists = False  # an untagged EXISTS arrived since the last UID FETCH was sent
+        self._lost: str | None = None  # why the connection is gone, once it is
         self.last_rx = time.monotonic()
-        # SASL exchange of a pending AUTHENTICATE: responses still to send on "+", then the
-        # reply that ends a failed exchange (aioimaplib would leave it hanging on the challenge).
-        self.sasl_responses: list[bytes] = []
-        self.sasl_final = b""
-        self.sasl_challenge: bytes | None = None
+        self._idle_tag: bytes | None = None  # tag of a running IDLE
+        self._prefetch: tuple[int, _Pending] | None = None  # UID FETCH pipelined after DONE
 
-    def _continuation(self, line: bytes) -> None:
-        cmd = self.pending_sync_command
-        if cmd is None or cmd.name != "AUTHENTICATE" or self.transport is None:
-            super()._continuation(line)
-        elif self.sasl_responses:
-            self.transport.write(self.sasl_responses.pop(0) + b"\r\n")
-        else:
-            self.sasl_challenge = bytes(line[1:]).strip()[: limits.MAX_HEADER_BYTES]
-            self.transport.write(self.sasl_final + b"\r\n")
+    # ---- asyncio.Protocol -------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
 
-    def data_received(self, d: bytes) -> None:
+    def data_received(self, data: bytes) -> None:
         self.last_rx = time.monotonic()
-        for line in (self.incomplete_line + d).split(b"\r\n"):
-            if _EXISTS.match(line):
-                self.exists_seen.set()
-                self.wake.set()
         try:
-            super().data_received(d)
-        except Exception as exc:  # aioimaplib raises on responses it cannot place
-            self._fail(f"unparseable server response ({type(exc).__name__})")
+            responses = self._reader.feed(data)
+            for r in responses:
+                self._dispatch(r)
+        except ProtocolError as exc:
+            self._fail(str(exc))
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._lost is None:
+            self._lost = (
+                f"connection lost: {type(exc).__name__}" if exc else "connection closed by server"
+            )
+        self.transport = None
+        self._wake()
+        if self._greeting is not None:
+            _resolve(self._greeting)
+        pending, self._pending = self._pending, []
+        for p in pending:
+            if not p.future.done():
+                p.future.set_result(None)
+
+    # ---- incoming -----------------------------------------------------------------------------
+    def _dispatch(self, r: Response) -> None:
+        if r.tag == UNTAGGED:
+            self._untagged(r)
+        elif r.tag == CONTINUATION:
+            p = next((p for p in self._pending if p.on_continue is not None), None)
+            if p is None or p.on_continue is None:
+                raise ProtocolError("unexpected continuation request from the server")
+            p.on_continue(r.text)
+        else:
+            for i, p in enumerate(self._pending):
+                if p.tag == r.tag:
+                    del self._pending[i]
+                    if (caps := r.capabilities()) is not None:
+                        self._caps = caps
+                    if not p.future.done():
+                        p.future.set_result(r if p.lines is None else _with_lines(r, p.lines))
+                    return
+            raise ProtocolError("tagged response for a command we did not send")
+
+    def _untagged(self, r: Response) -> None:
+        if r.exists is not None:
+            self._exists = True
+            self._wake()
+        if (caps := r.capabilities()) is not None:
+            self._caps = caps
+        if self._greeting is not None:
+            if r.status == "BYE":
+                self._lost = f"server refused the connection: {_text(r.text)}"
+            elif r.status not in ("OK", "PREAUTH"):
+                raise ProtocolError("malformed greeting")
+            _resolve(self._greeting)
+            self._greeting = None
             return
-        cmd = self.current_command
-        if len(self.incomplete_line) > limits.MAX_LINE_BYTES or (
-            cmd is not None and getattr(cmd, "_expected_size", 0) > limits.MAX_LITERAL_BYTES
-        ):
-            self._fail("server response exceeds the size limits")
+        if r.status == "BYE":
+            self._lost = f"server closed the connection: {_text(r.text)}"
+        fetch = b" FETCH " in r.lines[0][:24]
+        for p in self._pending:
+            if p.lines is None:
+                continue
+            if fetch:
+                # UID FETCH last+1:* on a long backlog: keep the first batch (ascending UIDs),
+                # the rest is fetched in the next round. Bounds memory whatever the server sends.
+                if p.fetch_budget <= 0:
+                    continue
+                p.fetch_budget -= 1
+            p.size += sum(len(x) for x in r.lines)
+            if p.size > limits.MAX_COMMAND_RESPONSE_BYTES:
+                raise ProtocolError("server response to one command exceeds the size limit")
+            p.lines.extend(r.lines)
+
+    def _wake(self) -> None:
+        if self._waiter is not None:
+            _resolve(self._waiter)
 
     def _fail(self, reason: str) -> None:
-        self.lost_reason = reason
-        self.lost.set()
-        self.wake.set()
+        if self._lost is None:
+            self._lost = reason
         if self.transport is not None:
             self.transport.abort()
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.lost.is_set() and exc is not None:
-            self.lost_reason = f"connection lost: {type(exc).__name__}"
-        self.lost.set()
-        self.wake.set()
-        super().connection_lost(exc)
+    # ---- outgoing -----------------------------------------------------------------------------
+    def _tag(self) -> bytes:
+        self._next_tag += 1
+        return b"A%d" % self._next_tag
 
-
-class _Client(aioimaplib.IMAP4):  # type: ignore[misc]
-    def create_client(
+    def _send(
         self,
-        host: str,
-        port: int,
-        loop: asyncio.AbstractEventLoop | None,
-        conn_lost_cb: Any = None,
-        ssl_context: ssl.SSLContext | None = None,
-    ) -> None:
-        local_loop = loop or asyncio.get_running_loop()
-        self.protocol = _Protocol(local_loop)
-        self._client_task = local_loop.create_task(
-            local_loop.create_connection(lambda: self.protocol, host, port, ssl=ssl_context)
-        )
+        name: str,
+        *args: str | bytes,
+        collect: bool = True,
+        on_continue: Callable[[bytes], None] | None = None,
+        prefix: bytes = b"",
+    ) -> _Pending:
+        if self.transport is None or self._lost is not None:
+            raise ConnectionLost(f"{name}: {self._lost or 'not connected'}")
+        tag = self._tag()
+        chunks = command(tag, name, *args, literal_plus="LITERAL+" in self._caps)
+        if len(chunks) > 1:
+            rest = chunks[1:]
 
+            def next_chunk(_: bytes) -> None:
+                assert self.transport is not None
+                self.transport.write(rest.pop(0))
+                if not rest:
+                    p.on_continue = on_continue
 
-class ImapConnection:
-    """One IMAP connection to one mailbox, with the few operations the producer needs."""
+            cont: Callable[[bytes], None] | None = next_chunk
+        else:
+            cont = on_continue
+        p = _Pending(tag, self._loop.create_future(), collect, cont)
+        self._pending.append(p)
+        self.transport.write(prefix + chunks[0])
+        return p
 
-    def __init__(self, client: _Client, host: str, command_timeout: float) -> None:
-        self._client = client
-        self._host = host
-        self._timeout = command_timeout
-
-    @property
-    def _protocol(self) -> _Protocol:
-        proto: _Protocol = self._client.protocol
-        return proto
-
-    @property
-    def last_rx(self) -> float:
-        return self._protocol.last_rx
-
-    # ---- plumbing -------------------------------------------------------------------------
-    async def _call(self, aw: Awaitable[T], what: str, timeout: float | None = None) -> T:
-        """Await `aw` unless the connection dies or the command timeout passes first."""
+    async def _wait(self, p: _Pending, what: str, timeout: float | None = None) -> _Result:
         timeout = timeout or self._timeout
-        task = asyncio.ensure_future(aw)
-        lost = asyncio.ensure_future(self._protocol.lost.wait())
+        timer = self._loop.call_later(timeout, _resolve, p.future)
         try:
-            done, _ = await asyncio.wait(
-                {task, lost}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
+            r = await p.future
         finally:
-            lost.cancel()
-        if task in done:
-            try:
-                return task.result()
-            except (TimeoutError, aioimaplib.CommandTimeout) as exc:
-                self.abort()
-                raise ConnectionLost(f"{what}: no answer within {timeout:.0f}s") from exc
-            except aioimaplib.AioImapException as exc:
-                self.abort()
-                raise ProtocolError(f"{what}: {type(exc).__name__}") from exc
-        task.cancel()
-        if self._protocol.lost.is_set():
-            raise ConnectionLost(f"{what}: {self._protocol.lost_reason}")
-        self.abort()
-        raise ConnectionLost(f"{what}: no answer within {timeout:.0f}s")
+            timer.cancel()
+        if r is None:
+            if self._lost is not None:
+                raise ConnectionLost(f"{what}: {self._lost}")
+            self._fail(f"{what}: no answer within {timeout:.0f}s")
+            raise ConnectionLost(f"{what}: no answer within {timeout:.0f}s")
+        if r.status == "BAD":
+            raise ProtocolError(f"{what} rejected by the server: BAD {_text(r.text)}")
+        return _Result(r.status, r.text, list(r.lines[1:]) if p.lines is not None else [])
+
+    async def _run(self, what: str, *args: str | bytes, timeout: float | None = None) -> _Result:
+        return await self._wait(self._send(what, *args), what.split()[0], timeout)
 
     @staticmethod
-    def _check(response: Any, what: str) -> list[bytes]:
-        if response.result != "OK":
-            text = b" ".join(bytes(x) for x in response.lines[-1:]).decode("utf-8", "replace")
-            raise CommandFailed(f"{what} failed: {response.result} {text[:200]}")
-        return list(response.lines)
+    def _check(result: _Result, what: str) -> list[bytes]:
+        if result.status != "OK":
+            raise CommandFailed(f"{what} failed: {result.status} {result.text_str()}")
+        return result.lines
+
+    async def _refresh_capabilities(self, result: _Result) -> None:
+        if b"[CAPABILITY " not in result.text.upper():
+            self._check(await self._run("CAPABILITY"), "CAPABILITY")
 
     # ---- opening --------------------------------------------------------------------------
     @classmethod
@@ -200,51 +312,59 @@ class ImapConnection:
     ) -> ImapConnection:
         """TCP (+ implicit TLS), greeting, and STARTTLS when `security == "starttls"`."""
         tune_tls_memory()
+        loop = asyncio.get_running_loop()
+        conn = cls(loop, host, command_timeout)
         implicit = ssl_context if security == "tls" else None
-        client = _Client(host=host, port=port, timeout=command_timeout, ssl_context=implicit)
-        conn = cls(client, host, command_timeout)
         try:
-            await asyncio.wait_for(client.wait_hello_from_server(), timeout)
+            async with asyncio.timeout(timeout):
+                await loop.create_connection(lambda: conn, host, port, ssl=implicit)
+                assert conn._greeting is not None
+                await conn._greeting
         except ssl.SSLError as exc:
             conn.abort()
             raise TLSFailed(f"TLS with {host}:{port} failed: {exc.reason or exc}") from exc
         except (TimeoutError, OSError) as exc:
             conn.abort()
-            detail = (
-                type(exc).__name__
-                if isinstance(exc, asyncio.TimeoutError)
-                else (exc.strerror or str(exc))
-            )
-            raise ConnectFailed(f"cannot connect to {host}:{port}: {detail}") from exc
+            detail = type(exc).__name__ if isinstance(exc, TimeoutError) else exc.strerror
+            raise ConnectFailed(f"cannot connect to {host}:{port}: {detail or exc}") from exc
+        if conn._lost is not None:
+            conn.abort()
+            raise ConnectFailed(f"{host}:{port}: {conn._lost}")
+        conn._greeting = None
+        if conn.transport is not None and implicit is not None:
+            _drop_peercert(conn.transport)
+        if not conn._caps:
+            conn._check(await conn._run("CAPABILITY"), "CAPABILITY")
         if security == "starttls":
             await conn._starttls(ssl_context)
         return conn
 
     async def _starttls(self, ssl_context: ssl.SSLContext | None) -> None:
-        proto = self._protocol
-        if "STARTTLS" not in proto.capabilities:
+        if "STARTTLS" not in self._caps:
             self.abort()
             raise ConfigurationError("server does not offer STARTTLS")
-        cmd = aioimaplib.Command("STARTTLS", proto.new_tag(), loop=proto.loop)
-        self._check(await self._call(proto.execute(cmd), "STARTTLS"), "STARTTLS")
-        loop = asyncio.get_running_loop()
+        self._check(await self._run("STARTTLS"), "STARTTLS")
+        self._caps = _NO_CAPS  # RFC 3501 6.2.1: forget what was said in clear
+        assert self.transport is not None
         ctx = ssl_context or ssl.create_default_context()
         try:
             transport = await asyncio.wait_for(
-                loop.start_tls(proto.transport, proto, ctx, server_hostname=self._host),
+                self._loop.start_tls(self.transport, self, ctx, server_hostname=self._host),
                 limits.CONNECT_TIMEOUT_SECONDS,
             )
         except (TimeoutError, ssl.SSLError, OSError) as exc:
             self.abort()
             raise TLSFailed(f"STARTTLS handshake with {self._host} failed: {exc}") from exc
-        proto.transport = transport
-        await self._call(proto.capability(), "CAPABILITY")
+        if transport is None:
+            raise ConnectionLost("STARTTLS: connection closed during the handshake")
+        self.transport = transport
+        _drop_peercert(transport)
+        self._check(await self._run("CAPABILITY"), "CAPABILITY")
 
     # ---- commands -------------------------------------------------------------------------
     def enable_keepalive(self, idle: int = 60, interval: int = 15, count: int = 4) -> None:
         """TCP keepalive: a peer that vanished without FIN is noticed within about 2 minutes."""
-        transport = self._protocol.transport
-        sock = transport.get_extra_info("socket") if transport is not None else None
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
         if sock is None:
             return
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -254,17 +374,17 @@ class ImapConnection:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
 
     def has_capability(self, name: str) -> bool:
-        return bool(self._client.has_capability(name))
+        return name.upper() in self._caps
 
     async def login(self, username: str, password: str) -> None:
         if self.has_capability("LOGINDISABLED"):
             raise ConfigurationError("server refuses LOGIN on this connection (LOGINDISABLED)")
-        response = await self._call(self._client.login(username, password), "LOGIN")
-        if response.result == "NO":
+        result = await self._wait(self._send("LOGIN", username, password), "LOGIN")
+        if result.status == "NO":
             # The server's text (e.g. [AUTHENTICATIONFAILED]) is safe: it never echoes the password.
-            text = bytes(response.lines[-1]).decode("utf-8", "replace")[:200]
-            raise AuthenticationFailed(f"login rejected for {username}: {text}")
-        self._check(response, "LOGIN")
+            raise AuthenticationFailed(f"login rejected for {username}: {result.text_str()}")
+        self._check(result, "LOGIN")
+        await self._refresh_capabilities(result)
 
     async def authenticate(
         self, mechanism: str, initial_response: bytes, *, final: bytes, username: str
@@ -275,118 +395,190 @@ class ImapConnection:
         completes with NO instead of waiting. Raises TokenRejected for a rejected bearer token,
         AuthenticationFailed for other rejections.
         """
-        proto = self._protocol
-        if f"AUTH={mechanism}" not in proto.capabilities:
+        if not self.has_capability(f"AUTH={mechanism}"):
             raise ConfigurationError(f"server does not offer AUTH={mechanism}")
         ir = base64.b64encode(initial_response)
-        with_ir = "SASL-IR" in proto.capabilities
-        proto.sasl_responses = [] if with_ir else [ir]
-        proto.sasl_final, proto.sasl_challenge = base64.b64encode(final), None
-        args = (mechanism, ir.decode()) if with_ir else (mechanism,)
-        cmd = aioimaplib.Command("AUTHENTICATE", proto.new_tag(), *args, loop=proto.loop)
-        response = await self._call(proto.execute(cmd, scrub=ir.decode()), "AUTHENTICATE")
-        if response.result == "OK":
-            proto.state = aioimaplib.AUTH
-            await self._call(proto.capability(), "CAPABILITY")
+        with_ir = self.has_capability("SASL-IR")
+        to_send = [] if with_ir else [ir]
+        challenges: list[bytes] = []
+        final_b64 = base64.b64encode(final)
+
+        def on_continue(text: bytes) -> None:
+            assert self.transport is not None
+            if to_send:
+                self.transport.write(to_send.pop(0) + b"\r\n")
+            else:
+                challenges.append(text.strip()[: limits.MAX_HEADER_BYTES])
+                self.transport.write(final_b64 + b"\r\n")
+
+        args: tuple[bytes, ...] = (mechanism.encode("ascii"),) + ((ir,) if with_ir else ())
+        p = self._send("AUTHENTICATE", *args, collect=False, on_continue=on_continue)
+        result = await self._wait(p, "AUTHENTICATE")
+        if result.status == "OK":
+            await self._refresh_capabilities(result)
             return
-        text = bytes(response.lines[-1]).decode("utf-8", "replace")[:200]
-        detail = _sasl_error(proto.sasl_challenge)
-        reason = f"{mechanism} rejected for {username}: {text}{f' ({detail})' if detail else ''}"
-        if mechanism in ("XOAUTH2", "OAUTHBEARER") and response.result == "NO":
+        detail = _sasl_error(challenges[-1] if challenges else None)
+        reason = f"{mechanism} rejected for {username}: {result.text_str()}"
+        reason += f" ({detail})" if detail else ""
+        if mechanism in ("XOAUTH2", "OAUTHBEARER"):
             raise TokenRejected(reason)
         raise AuthenticationFailed(reason)
 
     async def select(self, folder: str) -> FolderStatus:
-        response = await self._call(self._client.select(folder), "SELECT")
-        if response.result == "NO":
+        result = await self._run("SELECT", encode_mailbox(folder))
+        if result.status == "NO":
             raise ConfigurationError(f"cannot select folder {folder!r}")
-        return parse_select(self._check(response, "SELECT"))
+        return parse_select([*self._check(result, "SELECT"), result.text])
+
+    def _send_fetch(self, last_uid: int, prefix: bytes = b"") -> _Pending:
+        self._exists = False
+        return self._send("UID FETCH", b"%d:*" % (last_uid + 1), FETCH_ITEMS, prefix=prefix)
 
     async def fetch_after(self, last_uid: int) -> list[FetchedMessage]:
         """Messages with UID > last_uid, at most `limits.FETCH_BATCH`, in UID order."""
-        self._protocol.exists_seen.clear()
-        response = await self._call(
-            self._client.uid("fetch", f"{last_uid + 1}:*", FETCH_ITEMS), "UID FETCH"
-        )
+        pre, self._prefetch = self._prefetch, None
+        p = pre[1] if pre is not None and pre[0] == last_uid else self._send_fetch(last_uid)
+        result = await self._wait(p, "UID FETCH")
         # `N:*` returns the highest message even when its UID < N (RFC 3501): filter.
         messages = sorted(
-            (m for m in parse_fetch(self._check(response, "UID FETCH")) if m.uid > last_uid),
+            (m for m in parse_fetch(self._check(result, "UID FETCH")) if m.uid > last_uid),
             key=lambda m: m.uid,
         )
         return messages[: limits.FETCH_BATCH]
 
     def exists_pending(self) -> bool:
-        return self._protocol.exists_seen.is_set()
+        return self._exists
 
-    async def idle(self, *, renew_after: float, heartbeat: float) -> str:
+    async def idle(
+        self, *, renew_after: float, heartbeat: float, then_fetch_after: int | None = None
+    ) -> str:
         """IDLE until new mail, `renew_after` seconds, or silence longer than `heartbeat`.
 
-        Returns "exists" or "renew". Raises ConnectionLost when the server vanished.
+        Returns "exists" or "renew". Raises ConnectionLost when the server vanished. With
+        `then_fetch_after`, new mail ends IDLE with DONE and `UID FETCH n+1:*` in one write; the
+        next `fetch_after(n)` returns its answer (one round trip less per new mail).
         """
-        if self.exists_pending():
+        if self._exists:
             return "exists"
         if not self.has_capability("IDLE"):
             raise ConfigurationError("server has no IDLE capability")
-        idle_task = await self._call(self._client.idle_start(timeout=renew_after + 60), "IDLE")
+        p = await self._start_idle()
         outcome = "renew"
-        deadline = time.monotonic() + renew_after
         try:
+            deadline = time.monotonic() + renew_after
             while True:
-                now = time.monotonic()
-                if self._protocol.lost.is_set():
-                    raise ConnectionLost(f"IDLE: {self._protocol.lost_reason}")
-                if self.exists_pending():
+                if self._lost is not None:
+                    raise ConnectionLost(f"IDLE: {self._lost}")
+                if self._exists:
                     outcome = "exists"
                     break
-                if now >= deadline:
+                now = time.monotonic()
+                silent = now - self.last_rx
+                if now >= deadline or silent > heartbeat:
+                    # Renewal, or silence: end IDLE; the server must answer DONE, or it is gone.
                     break
-                if now - self._protocol.last_rx > heartbeat:
-                    # Silence: end IDLE; the server must answer DONE, or it is gone.
-                    break
-                wait = min(deadline - now, heartbeat - (now - self._protocol.last_rx)) + 0.01
-                # Keepalives ("* OK Still here") pile up in aioimaplib's queue until IDLE ends.
-                while not self._protocol.idle_queue.empty():
-                    self._protocol.idle_queue.get_nowait()
-                # One event and no extra tasks per wait: at 10,000 mailboxes every wake-up's
-                # garbage counts (docs/benchmarks.md, finding 3).
-                self._protocol.wake.clear()
-                if self.exists_pending() or self._protocol.lost.is_set():
-                    continue
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(max(wait, 0.01)):
-                        await self._protocol.wake.wait()
-        finally:
-            if not self._protocol.lost.is_set() and self._client.has_pending_idle():
-                self._client.idle_done()
-        await self._call(idle_task, "DONE")
-        # drain what the IDLE queue collected so it does not grow across renewals
-        while not self._protocol.idle_queue.empty():
-            self._protocol.idle_queue.get_nowait()
+                await self._sleep(min(deadline - now, heartbeat - silent) + 0.01)
+        except BaseException:
+            self._end_idle()
+            raise
+        if outcome == "exists" and then_fetch_after is not None:
+            self._idle_tag = None
+            self._prefetch = (then_fetch_after, self._send_fetch(then_fetch_after, b"DONE\r\n"))
+        else:
+            self._end_idle()
+        self._check(await self._wait(p, "DONE"), "IDLE")
         return outcome
 
+    async def _start_idle(self) -> _Pending:
+        """Send IDLE and wait for its `+` (or its tagged answer: NO/BAD) within the timeout.
+
+        A method of its own so that nothing of the start-up outlives it while idle.
+        """
+        started: asyncio.Future[bool] = self._loop.create_future()
+
+        def on_continue(_: bytes) -> None:
+            _settle(started, True)
+
+        p = self._send("IDLE", collect=False, on_continue=on_continue)
+        self._idle_tag = p.tag
+        try:
+            await self._started(started, p)
+        except BaseException:
+            self._end_idle()
+            raise
+        return p
+
+    async def _started(self, started: asyncio.Future[bool], p: _Pending) -> None:
+        timer = self._loop.call_later(self._timeout, _settle, started, False)
+        try:
+            await asyncio.wait((started, p.future), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+        ok = started.done() and not started.cancelled() and started.result()
+        started.cancel()
+        if p.future.done():
+            self._idle_tag = None
+            result = await self._wait(p, "IDLE")
+            raise CommandFailed(f"IDLE failed: {result.status} {result.text_str()}")
+        p.on_continue = None
+        if self._lost is not None:
+            raise ConnectionLost(f"IDLE: {self._lost}")
+        if not ok:
+            self._idle_tag = None
+            self._fail(f"IDLE: no answer within {self._timeout:.0f}s")
+            raise ConnectionLost(f"IDLE: no answer within {self._timeout:.0f}s")
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep until EXISTS, connection loss or `seconds`: one future and one timer, no task."""
+        waiter = self._waiter = self._loop.create_future()
+        timer = self._loop.call_later(max(seconds, 0.01), _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+    def _end_idle(self) -> None:
+        tag, self._idle_tag = self._idle_tag, None
+        if tag is not None and self.transport is not None and self._lost is None:
+            self.transport.write(b"DONE\r\n")
+
     async def noop(self) -> None:
-        self._check(await self._call(self._client.noop(), "NOOP"), "NOOP")
+        self._check(await self._run("NOOP"), "NOOP")
 
     async def logout(self) -> None:
-        with contextlib.suppress(Exception):
-            await self._call(self._client.logout(), "LOGOUT", timeout=5.0)
+        try:
+            self._end_idle()
+            await self._run("LOGOUT", timeout=5.0)
+        except Exception:  # closing: a broken connection may fail in any way
+            pass
         self.abort()
 
     def abort(self) -> None:
-        # aioimaplib's IDLE renewal timer (call_later(renew_after + 60)) and its helper tasks
-        # hold the client: left alone they keep a dropped connection (~60 KiB with TLS) alive
-        # for up to ~30 minutes, doubling RSS after a server restart (docs/benchmarks.md).
-        client = self._client
-        if client._idle_waiter is not None:
-            client._idle_waiter.cancel()
-            client._idle_waiter = None
-        for task in list(client.tasks):
-            task.cancel()
-        transport = getattr(self._protocol, "transport", None)
-        if transport is not None:
-            transport.abort()
-        else:
-            self._client._client_task.cancel()
+        if self._lost is None:
+            self._lost = "closed by idlewire"
+        if self.transport is not None:
+            self.transport.abort()
+
+
+def _drop_peercert(transport: asyncio.BaseTransport) -> None:
+    """Forget asyncio's decoded copy of the server certificate (~1.4 KiB per connection).
+
+    asyncio caches `getpeercert()` as a dict in the TLS transport's extra info for the whole
+    connection; nothing here reads it after the handshake verified it (OpenSSL keeps its own
+    copy). Private attribute, so only ever a best effort (docs/benchmarks.md).
+    """
+    extra = getattr(getattr(transport, "_ssl_protocol", None), "_extra", None)
+    if isinstance(extra, dict):
+        extra.pop("peercert", None)
+
+
+def _with_lines(r: Response, lines: list[bytes]) -> Response:
+    return Response(r.tag, r.status, r.text, (r.lines[0], *lines))
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")[:200]
 
 
 def _sasl_error(challenge: bytes | None) -> str | None:

@@ -19,6 +19,11 @@ MAX_LITERAL_BYTES = 8 * 1024 * 1024
 # Read buffer of asyncio's TLS layer per connection (asyncio.sslproto.SSLProtocol.max_size, 256 KiB
 # by default and held for the connection's whole life: ~300 KiB RSS per idle TLS mailbox).
 # Any size is correct (records are reassembled in OpenSSL's memory BIO; a large response only
-# takes more recv calls); 4 KiB costs 4 KiB per connection and no measurable time on a 1 MiB
-# FETCH (docs/benchmarks.md, `python -m bench.tls_memory`).
-TLS_READ_BUFFER_BYTES = 4 * 1024
+# takes more recv calls). 1 KiB: 3 KiB less per connection than 4 KiB, about twice the CPU per
+# MiB received (~30 ms per MiB), irrelevant for header-sized fetches (docs/benchmarks.md,
+# `python -m bench.tls_memory`).
+TLS_READ_BUFFER_BYTES = 1024
+# Distinct CAPABILITY lists remembered (connections to one server share one set).
+MAX_CAPABILITY_SETS = 64
+# Bytes of untagged responses kept for one command (a UID FETCH keeps FETCH_BATCH messages).
+MAX_COMMAND_RESPONSE_BYTES = 16 * 1024 * 1024

@@ -54,7 +54,9 @@ class FakeConn:
     def exists_pending(self) -> bool:
         return False
 
-    async def idle(self, *, renew_after: float, heartbeat: float) -> str:
+    async def idle(
+        self, *, renew_after: float, heartbeat: float, then_fetch_after: int | None = None
+    ) -> str:
         if self.s.drop_next_idle:
             self.s.drop_next_idle = False
             raise ConnectionLost("IDLE: connection closed by server")
