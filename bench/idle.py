@@ -46,9 +46,14 @@ from bench._dovecot import check_limits, log_offset, scan_log  # noqa: E402
 from bench._watch import StateTracker, Watch  # noqa: E402
 from infra import dovecot  # noqa: E402
 from infra._common import stack_root  # noqa: E402
+from producers.config import ProducerSettings  # noqa: E402
 
 HOST = "127.0.0.1"
 PASSWORD_ENV = "BENCH_IMAP_PASSWORD"
+
+
+_DEFAULT_CONCURRENCY = ProducerSettings.model_fields["connect_concurrency"].default
+_DEFAULT_RATE = ProducerSettings.model_fields["connect_rate"].default
 
 
 def master_pid() -> str:
@@ -357,7 +362,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         producer.start()
         res["producer_log"] = str(producer.log_path)
         sampler = asyncio.create_task(sample_rss(producer.pid, rss_series, 0.5))
-        timeout = args.startup_timeout or max(120.0, 3 * n / (args.connect_rate or 100.0) + 60)
+        rate = args.connect_rate or _DEFAULT_RATE
+        timeout = args.startup_timeout or max(120.0, 3 * n / rate + 60)
         t_idle = await wait_idle(tracker, n, 0.0, timeout, producer, "start-up")
         startup_errors = list(tracker.errors)
         res["startup"] = {
@@ -655,8 +661,8 @@ def table(res: dict[str, Any]) -> str:
     add(
         (
             "connect concurrency / rate",
-            f"{a.get('connect_concurrency') or 50} / "
-            f"{a.get('connect_rate') or 100} per s"
+            f"{a.get('connect_concurrency') or _DEFAULT_CONCURRENCY} / "
+            f"{a.get('connect_rate') or _DEFAULT_RATE} per s"
             + (f"; variants {a['variant']}" if a.get("variant") else ""),
         )
     )

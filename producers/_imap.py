@@ -279,8 +279,8 @@ class ImapConnection(asyncio.Protocol):
         if r is None:
             if self._lost is not None:
                 raise ConnectionLost(f"{what}: {self._lost}")
-            self._fail(f"{what}: no answer within {timeout:.0f}s")
-            raise ConnectionLost(f"{what}: no answer within {timeout:.0f}s")
+            self._fail(f"{what}: no answer within {timeout:g}s")
+            raise ConnectionLost(f"{what}: no answer within {timeout:g}s")
         if r.status == "BAD":
             raise ProtocolError(f"{what} rejected by the server: BAD {_text(r.text)}")
         return _Result(r.status, r.text, list(r.lines[1:]) if p.lines is not None else [])
@@ -525,8 +525,8 @@ class ImapConnection(asyncio.Protocol):
             raise ConnectionLost(f"IDLE: {self._lost}")
         if not ok:
             self._idle_tag = None
-            self._fail(f"IDLE: no answer within {self._timeout:.0f}s")
-            raise ConnectionLost(f"IDLE: no answer within {self._timeout:.0f}s")
+            self._fail(f"IDLE: no answer within {self._timeout:g}s")
+            raise ConnectionLost(f"IDLE: no answer within {self._timeout:g}s")
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep until EXISTS, connection loss or `seconds`: one future and one timer, no task."""

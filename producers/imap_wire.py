@@ -93,18 +93,21 @@ def _response(parts: list[bytes]) -> Response:
 class ResponseReader:
     """Cuts a byte stream into responses. Holds at most one line or literal of the caps."""
 
-    __slots__ = ("_buf", "_max_line", "_max_literal", "_need", "_parts")
+    __slots__ = ("_buf", "_max_line", "_max_literal", "_max_response", "_need", "_parts", "_size")
 
     def __init__(
         self,
         max_line: int = limits.MAX_LINE_BYTES,
         max_literal: int = limits.MAX_LITERAL_BYTES,
+        max_response: int = limits.MAX_COMMAND_RESPONSE_BYTES,
     ) -> None:
         self._buf: bytearray | None = None  # only while a response is incomplete
         self._parts: list[bytes] | None = None
         self._need = -1  # bytes of a literal still to come; -1: reading a line
         self._max_line = max_line
         self._max_literal = max_literal
+        self._max_response = max_response
+        self._size = 0  # bytes of the response in progress (lines and literals chained)
 
     @property
     def buffered(self) -> int:
@@ -129,15 +132,17 @@ class ResponseReader:
                 pos += self._need
                 self._need = -1
                 continue
-            end = buf.find(b"\r\n", pos)
+            # A line's CRLF may be split across reads: never search more than one byte back.
+            end = buf.find(b"\r\n", max(pos, len(buf) - len(data) - 1))
             if end < 0:
-                if len(buf) - pos > self._max_line:
+                if len(buf) - pos - buf.endswith(b"\r") > self._max_line:
                     raise ProtocolError("server response line exceeds the size limit")
                 break
             if end - pos > self._max_line:
                 raise ProtocolError("server response line exceeds the size limit")
             line = bytes(buf[pos:end])
             pos = end + 2
+            self._size += len(line)
             if self._parts is None:
                 self._parts = [line]
             else:
@@ -146,9 +151,12 @@ class ResponseReader:
                 size = int(m.group(1))
                 if size > self._max_literal:
                     raise ProtocolError("server literal exceeds the size limit")
+                self._size += size
+                if self._size > self._max_response:
+                    raise ProtocolError("server response exceeds the size limit")
                 self._need = size
                 continue
-            parts, self._parts = self._parts, None
+            parts, self._parts, self._size = self._parts, None, 0
             out.append(_response(parts))
         if pos >= len(buf):
             self._buf = None
