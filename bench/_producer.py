@@ -51,10 +51,22 @@ if os.environ.get("BENCH_TRACE"):
     _fetch_after = _imap.ImapConnection.fetch_after
     _publish_all = _kafka.KafkaPublisher.publish_all
 
+    _send_fetch = _imap.ImapConnection._send_fetch
+
     def _traced_data_received(self: Any, d: bytes) -> None:
+        now = time.monotonic()
         if b" EXISTS" in d and not self._exists:
-            _last[id(self)] = {"exists": time.monotonic()}
+            _last[id(self)] = {"exists": now}
+        hops = _last.get(id(self))
+        if hops is not None and "done_sent" in hops and "first_rx" not in hops:
+            hops["first_rx"] = now
         _data_received(self, d)
+
+    def _traced_send_fetch(self: Any, last_uid: int, prefix: bytes = b"") -> Any:
+        hops = _last.get(id(self))
+        if hops is not None and prefix:
+            hops["done_sent"] = time.monotonic()
+        return _send_fetch(self, last_uid, prefix)
 
     async def _traced_idle(self: Any, **kw: Any) -> str:
         out = await _idle(self, **kw)
@@ -82,6 +94,7 @@ if os.environ.get("BENCH_TRACE"):
             print("bench-trace " + json.dumps(line), file=sys.stderr, flush=True)
 
     _imap.ImapConnection.data_received = _traced_data_received  # type: ignore[method-assign,assignment]
+    _imap.ImapConnection._send_fetch = _traced_send_fetch  # type: ignore[method-assign]
     _imap.ImapConnection.idle = _traced_idle  # type: ignore[method-assign]
     _imap.ImapConnection.fetch_after = _traced_fetch  # type: ignore[method-assign]
     _kafka.KafkaPublisher.publish_all = _traced_publish_all  # type: ignore[method-assign]

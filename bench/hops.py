@@ -6,7 +6,9 @@ results file has each delivery's APPEND OK time on the same clock. Deliveries ar
 trace lines by mailbox (the first EXISTS read after the APPEND's OK, within 50 ms before it).
 
     exists      APPEND OK -> the producer read `* N EXISTS`   (what the floor measures)
-    idle_done   -> DONE answered (IDLE's tagged OK; the UID FETCH went out in the same write)
+    idle_done   -> DONE answered (IDLE's tagged OK; the UID FETCH went out in the same write),
+                   split into: to_send (EXISTS read -> DONE + UID FETCH written),
+                   server (-> first bytes back), back (-> IDLE's OK handled, idle() returned)
     fetch       -> UID FETCH response parsed
     to_publish  -> events built, publish_all() entered
     ack         -> Kafka acknowledged (acks=all)
@@ -19,7 +21,18 @@ import json
 import sys
 from typing import Any
 
-HOPS = ("exists", "idle_done", "fetch", "to_publish", "ack", "readable", "total")
+HOPS = (
+    "exists",
+    "idle_done",
+    "to_send",
+    "server",
+    "back",
+    "fetch",
+    "to_publish",
+    "ack",
+    "readable",
+    "total",
+)
 
 
 def rows(results: dict[str, Any], until_wall: float | None = None) -> list[dict[str, float]]:
@@ -42,10 +55,14 @@ def rows(results: dict[str, Any], until_wall: float | None = None) -> list[dict[
             continue
         d = min(cands, key=lambda d: d["exists"])
         idle_done = d.get("idle_done", d["exists"])
+        sent, rx = d.get("done_sent", d["exists"]), d.get("first_rx", idle_done)
         out.append(
             {
                 "exists": (d["exists"] - t0) * 1e3,
                 "idle_done": (idle_done - d["exists"]) * 1e3,
+                "to_send": (sent - d["exists"]) * 1e3,
+                "server": (rx - sent) * 1e3,
+                "back": (idle_done - rx) * 1e3,
                 "fetch": (d["fetched"] - idle_done) * 1e3,
                 "to_publish": (d["publish"] - d["fetched"]) * 1e3,
                 "ack": (d["acked"] - d["publish"]) * 1e3,
