@@ -105,14 +105,18 @@ class RawImap:
             raise ImapError(f"no APPENDUID in {done[:200]!r}")
         return int(m.group(1)), int(m.group(2)), t_ok
 
-    async def idle_forever(self, on_exists: Callable[[int, float], None]) -> None:
-        """IDLE and report every `* N EXISTS` with its arrival time; returns when the server
-        closes the connection. Never sends DONE: the session stays hibernated between mails."""
+    async def _start_idle(self) -> bytes:
         tag = self._next_tag()
         self.writer.write(tag + b" IDLE\r\n")
         line = await self.reader.readline()
         if not line.startswith(b"+"):
             raise ImapError(f"IDLE refused: {line[:200]!r}")
+        return tag
+
+    async def idle_forever(self, on_exists: Callable[[int, float], None]) -> None:
+        """IDLE and report every `* N EXISTS` with its arrival time; returns when the server
+        closes the connection. Never sends DONE: the session stays hibernated between mails."""
+        await self._start_idle()
         while True:
             line = await self.reader.readline()
             if not line:
@@ -127,11 +131,7 @@ class RawImap:
         """What the producer does on the wire, minimally: IDLE; on `* N EXISTS` send DONE and
         FETCH of the new message's UID and header fields in one write (pipelined); IDLE again."""
         while True:
-            tag = self._next_tag()
-            self.writer.write(tag + b" IDLE\r\n")
-            line = await self.reader.readline()
-            if not line.startswith(b"+"):
-                raise ImapError(f"IDLE refused: {line[:200]!r}")
+            tag = await self._start_idle()
             while True:
                 line = await self.reader.readline()
                 if not line:

@@ -224,6 +224,33 @@ def group_errors(errors: list[Any]) -> dict[str, int]:
 # ---- phases -----------------------------------------------------------------------------------
 
 
+async def watched_producer(
+    name: str,
+    topic_prefix: str,
+    args: argparse.Namespace,
+    users: list[str],
+    tls: bool,
+    stack: dict[str, str],
+    env: dict[str, str],
+    run_dir: Path,
+) -> tuple[Producer, StateTracker, Watch]:
+    """A producer (not started yet) on fresh topics, and a started Watch of those topics."""
+    from producers._kafka import ensure_topics
+
+    new_mail, state = f"{topic_prefix}.new-mail", f"{topic_prefix}.connection-state"
+    await ensure_topics(stack["KAFKA_BOOTSTRAP_SERVERS"], [new_mail, state])
+    cfgs = mailbox_configs(users, tls, stack)
+    tracker = StateTracker([c["mailbox_id"] for c in cfgs])
+    watch = Watch(stack["KAFKA_BOOTSTRAP_SERVERS"], state, new_mail, tracker)
+    await watch.start()
+    topics = {"IDLEWIRE_NEW_MAIL_TOPIC": new_mail, "IDLEWIRE_STATE_TOPIC": state}
+    producer = Producer(
+        name, cfgs, {**env, **topics}, run_dir, args.tls_read_buffer, args.producer_log_level
+    )
+    producer.variants = args.variant
+    return producer, tracker, watch
+
+
 async def baseline_rss(
     args: argparse.Namespace,
     users: list[str],
@@ -232,26 +259,10 @@ async def baseline_rss(
     run: str,
     run_dir: Path,
 ) -> dict[str, Any]:
-    from producers._kafka import ensure_topics
 
-    topics = {
-        "IDLEWIRE_NEW_MAIL_TOPIC": f"bench.{run}.base.new-mail",
-        "IDLEWIRE_STATE_TOPIC": f"bench.{run}.base.connection-state",
-    }
-    await ensure_topics(stack["KAFKA_BOOTSTRAP_SERVERS"], list(topics.values()))
-    cfgs = mailbox_configs(users, not args.plain, stack)
-    tracker = StateTracker([c["mailbox_id"] for c in cfgs])
-    watch = Watch(
-        stack["KAFKA_BOOTSTRAP_SERVERS"],
-        topics["IDLEWIRE_STATE_TOPIC"],
-        topics["IDLEWIRE_NEW_MAIL_TOPIC"],
-        tracker,
+    producer, tracker, watch = await watched_producer(
+        "baseline", f"bench.{run}.base", args, users, not args.plain, stack, env, run_dir
     )
-    await watch.start()
-    producer = Producer(
-        "baseline", cfgs, {**env, **topics}, run_dir, args.tls_read_buffer, args.producer_log_level
-    )
-    producer.variants = args.variant
     producer.start()
     try:
         t = await wait_idle(tracker, len(users), 0.0, 60, producer, "baseline")
@@ -273,7 +284,6 @@ async def baseline_rss(
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     from infra.__main__ import up
-    from producers._kafka import ensure_topics
 
     tls = not args.plain
     n, k = args.mailboxes, args.floor
@@ -324,24 +334,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         log(f"baseline RSS {res['baseline']['rss_kib']} KiB")
 
-    topics = {
-        "IDLEWIRE_NEW_MAIL_TOPIC": f"bench.{run_id}.new-mail",
-        "IDLEWIRE_STATE_TOPIC": f"bench.{run_id}.connection-state",
-    }
-    await ensure_topics(stack["KAFKA_BOOTSTRAP_SERVERS"], list(topics.values()))
-    cfgs = mailbox_configs(users, tls, stack)
-    tracker = StateTracker([c["mailbox_id"] for c in cfgs])
-    watch = Watch(
-        stack["KAFKA_BOOTSTRAP_SERVERS"],
-        topics["IDLEWIRE_STATE_TOPIC"],
-        topics["IDLEWIRE_NEW_MAIL_TOPIC"],
-        tracker,
+    producer, tracker, watch = await watched_producer(
+        "producer", f"bench.{run_id}", args, users, tls, stack, env, run_dir
     )
-    await watch.start()
-    producer = Producer(
-        "producer", cfgs, {**env, **topics}, run_dir, args.tls_read_buffer, args.producer_log_level
-    )
-    producer.variants = args.variant
     floor: Floor | None = None
     floor_fetch: Floor | None = None
     rss_series: list[tuple[float, int]] = []

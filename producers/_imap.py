@@ -20,7 +20,7 @@ import socket
 import ssl
 import time
 from asyncio import sslproto
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from producers import limits
@@ -190,7 +190,7 @@ class ImapConnection(asyncio.Protocol):
                     if (caps := r.capabilities()) is not None:
                         self._caps = caps
                     if not p.future.done():
-                        p.future.set_result(r if p.lines is None else _with_lines(r, p.lines))
+                        p.future.set_result(r)
                     return
             raise ProtocolError("tagged response for a command we did not send")
 
@@ -283,7 +283,7 @@ class ImapConnection(asyncio.Protocol):
             raise ConnectionLost(f"{what}: no answer within {timeout:g}s")
         if r.status == "BAD":
             raise ProtocolError(f"{what} rejected by the server: BAD {_text(r.text)}")
-        return _Result(r.status, r.text, list(r.lines[1:]) if p.lines is not None else [])
+        return _Result(r.status, r.text, p.lines or [])
 
     async def _run(self, what: str, *args: str | bytes, timeout: float | None = None) -> _Result:
         return await self._wait(self._send(what, *args), what.split()[0], timeout)
@@ -573,10 +573,6 @@ def _drop_peercert(transport: asyncio.BaseTransport) -> None:
         extra.pop("peercert", None)
 
 
-def _with_lines(r: Response, lines: list[bytes]) -> Response:
-    return Response(r.tag, r.status, r.text, (r.lines[0], *lines))
-
-
 def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")[:200]
 
@@ -591,6 +587,3 @@ def _sasl_error(challenge: bytes | None) -> str | None:
         return "unreadable error challenge"
     status = data.get("status") if isinstance(data, dict) else None
     return f"status {str(status)[:40]}" if status is not None else None
-
-
-OpenConnection = Callable[..., Awaitable[ImapConnection]]
